@@ -1,0 +1,29 @@
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test lint docs clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check pytest_attnfaith tests
+	$(BIN)/ruff format --check pytest_attnfaith tests
+	$(BIN)/mypy pytest_attnfaith
+
+test: $(STAMP) lint
+	$(BIN)/python -m pytest -q -n 2 -p no:cacheprovider
+
+demo: $(STAMP)
+	$(BIN)/python -m pytest_attnfaith.demo --json attnfaith-demo.json
+
+clean:
+	rm -rf $(VENV) build *.egg-info attnfaith-demo.json

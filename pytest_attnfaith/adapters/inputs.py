@@ -1,0 +1,157 @@
+"""Model inputs in the Hugging Face convention, validated once and sliced, repeated or shortened.
+
+``input_ids`` (B, T) integers, optional ``attention_mask`` (B, T) of 0/1 and
+``special_tokens_mask`` (B, T) of 0/1. The special-tokens mask is never passed to the model;
+together with the attention mask it defines the *real* positions, the only ones that enter a
+statistic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from pytest_attnfaith.errors import AttnFaithError
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Validated inputs. ``real[b, t]`` is true where position t of instance b enters statistics."""
+
+    input_ids: Tensor
+    attention_mask: Tensor
+    real: Tensor
+    has_mask: bool
+    per_token: dict[str, Tensor] = field(default_factory=dict)
+    per_instance: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def size(self) -> int:
+        return int(self.input_ids.shape[0])
+
+    @property
+    def length(self) -> int:
+        return int(self.input_ids.shape[1])
+
+    def model_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for ``net(**kwargs)``: everything but the special-tokens mask."""
+        kwargs: dict[str, Any] = {"input_ids": self.input_ids}
+        if self.has_mask:
+            kwargs["attention_mask"] = self.attention_mask
+        kwargs.update(self.per_token)
+        kwargs.update(self.per_instance)
+        return kwargs
+
+    def select(self, index: Tensor | slice) -> Batch:
+        """The instances at ``index`` (a slice or a 1-D index tensor), in that order."""
+        return replace(
+            self,
+            input_ids=self.input_ids[index],
+            attention_mask=self.attention_mask[index],
+            real=self.real[index],
+            per_token={k: v[index] for k, v in self.per_token.items()},
+            per_instance={k: v[index] if isinstance(v, Tensor) else v for k, v in self.per_instance.items()},
+        )
+
+    def repeat(self, times: int) -> Batch:
+        """Each instance repeated ``times`` times in a row: b0, b0, ..., b1, b1, ..."""
+        index = torch.arange(self.size, device=self.input_ids.device).repeat_interleave(times)
+        return self.select(index)
+
+    def gather_positions(self, rows: Tensor, keep: Tensor) -> Batch:
+        """Instances ``rows`` with positions ``keep`` (n, T') in that order: token deletion."""
+        picked = self.select(rows)
+
+        def take(t: Tensor) -> Tensor:
+            index = keep.view(keep.shape + (1,) * (t.dim() - 2)).expand(keep.shape + t.shape[2:])
+            return t.gather(1, index)
+
+        return replace(
+            picked,
+            input_ids=take(picked.input_ids),
+            attention_mask=take(picked.attention_mask),
+            real=take(picked.real),
+            per_token={k: take(v) for k, v in picked.per_token.items()},
+        )
+
+    def delete_each_real_position(self) -> tuple[Batch, Tensor, Tensor]:
+        """One instance per (b, t) with t real, token t deleted (shifted left, mask shortened).
+
+        Returns the shortened batch and, for each of its rows, the original instance and position.
+        """
+        rows, positions = self.real.nonzero(as_tuple=True)
+        length = self.length
+        offsets = torch.arange(length - 1, device=self.input_ids.device)
+        keep = offsets.unsqueeze(0) + (offsets.unsqueeze(0) >= positions.unsqueeze(1)).long()
+        return self.gather_positions(rows, keep), rows, positions
+
+    def to(self, device: torch.device | str) -> Batch:
+        return replace(
+            self,
+            input_ids=self.input_ids.to(device),
+            attention_mask=self.attention_mask.to(device),
+            real=self.real.to(device),
+            per_token={k: v.to(device) for k, v in self.per_token.items()},
+            per_instance={k: v.to(device) if isinstance(v, Tensor) else v for k, v in self.per_instance.items()},
+        )
+
+
+def _binary(name: str, value: Any, shape: torch.Size) -> Tensor:
+    if not isinstance(value, Tensor):
+        raise AttnFaithError(f"inputs[{name!r}] is a {type(value).__name__}; expected a tensor of 0/1 with shape {tuple(shape)}")
+    if value.shape != shape:
+        raise AttnFaithError(f"inputs[{name!r}] has shape {tuple(value.shape)}; expected {tuple(shape)}, the shape of input_ids")
+    if value.is_floating_point() or value.is_complex():
+        if not torch.all((value == 0) | (value == 1)):
+            raise AttnFaithError(f"inputs[{name!r}] holds values other than 0 and 1; expected a 0/1 mask")
+    elif not torch.all((value == 0) | (value == 1)):
+        raise AttnFaithError(f"inputs[{name!r}] holds values other than 0 and 1; expected a 0/1 mask")
+    return value
+
+
+def prepare_batch(inputs: Any) -> Batch:
+    """Validate user inputs (a mapping such as a tokenizer's ``BatchEncoding``) into a ``Batch``."""
+    if not isinstance(inputs, Mapping):
+        raise AttnFaithError(
+            f"inputs is a {type(inputs).__name__}; expected a mapping with 'input_ids' (B, T), "
+            "e.g. a tokenizer's output or {'input_ids': ids, 'attention_mask': mask}"
+        )
+    if "input_ids" not in inputs:
+        raise AttnFaithError(f"inputs has no 'input_ids' (keys: {sorted(inputs)}); expected integer token ids of shape (B, T)")
+    ids = inputs["input_ids"]
+    if not isinstance(ids, Tensor):
+        raise AttnFaithError(f"inputs['input_ids'] is a {type(ids).__name__}; expected an integer tensor of shape (B, T)")
+    if ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool:
+        raise AttnFaithError(f"inputs['input_ids'] has dtype {ids.dtype}; expected integer token ids (torch.long)")
+    if ids.dim() != 2:
+        raise AttnFaithError(f"inputs['input_ids'] has shape {tuple(ids.shape)}; expected (B, T)")
+    if ids.shape[0] == 0 or ids.shape[1] == 0:
+        raise AttnFaithError(f"inputs['input_ids'] is empty (shape {tuple(ids.shape)}); expected at least one instance and one token")
+    has_mask = "attention_mask" in inputs and inputs["attention_mask"] is not None
+    mask = _binary("attention_mask", inputs["attention_mask"], ids.shape) if has_mask else torch.ones_like(ids)
+    special = inputs.get("special_tokens_mask")
+    special = _binary("special_tokens_mask", special, ids.shape) if special is not None else torch.zeros_like(ids)
+    real = mask.bool() & ~special.bool()
+    per_token: dict[str, Tensor] = {}
+    per_instance: dict[str, Any] = {}
+    for key, value in inputs.items():
+        if key in ("input_ids", "attention_mask", "special_tokens_mask"):
+            continue
+        if isinstance(value, Tensor) and value.dim() >= 2 and value.shape[:2] == ids.shape:
+            per_token[key] = value
+        elif isinstance(value, Tensor) and value.dim() >= 1 and value.shape[0] != ids.shape[0]:
+            raise AttnFaithError(f"inputs[{key!r}] has {value.shape[0]} rows; expected {ids.shape[0]}, one per instance")
+        else:
+            per_instance[key] = value
+    return Batch(
+        input_ids=ids,
+        attention_mask=mask,
+        real=real,
+        has_mask=has_mask,
+        per_token=per_token,
+        per_instance=per_instance,
+    )

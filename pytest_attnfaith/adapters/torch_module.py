@@ -1,0 +1,117 @@
+"""``wrap()``: the adapter for any ``torch.nn.Module``, through forward hooks.
+
+If the named attention module's forward output is the attention distribution ((B, T) or
+(B, H, Tq, Tk), non-negative, summing to 1), its output is read and replaced by a forward hook.
+Otherwise (``nn.MultiheadAttention``, a transformer block, anything that returns more than the
+distribution or computes it inline) the softmax inside the module is intercepted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from pytest_attnfaith.adapters.base import AttentionModel
+from pytest_attnfaith.adapters.softmax import SoftmaxInterceptor
+from pytest_attnfaith.errors import AttnFaithError
+
+INTERCEPT_MODES = ("auto", "output", "softmax")
+
+
+def submodule(net: nn.Module, path: str, what: str) -> nn.Module:
+    """``net.get_submodule(path)`` with an error that lists the closest existing paths."""
+    if not isinstance(path, str) or not path:
+        raise AttnFaithError(f"{what}={path!r} is not valid: expected the dotted path of a submodule, e.g. 'pool.attn'")
+    try:
+        return net.get_submodule(path)
+    except AttributeError:
+        names = [name for name, _ in net.named_modules() if name]
+        close = difflib.get_close_matches(path, names, n=3)
+        hint = f"; did you mean {', '.join(map(repr, close))}?" if close else f"; submodules: {', '.join(names[:20])}"
+        raise AttnFaithError(f"{what}={path!r}: {type(net).__name__} has no submodule at that path{hint}") from None
+
+
+def _is_distribution(output: Any) -> bool:
+    if not isinstance(output, Tensor) or not output.is_floating_point() or output.dim() not in (2, 4):
+        return False
+    values = output.detach().float()
+    return bool((values >= -1e-5).all()) and bool(((values.sum(dim=-1) - 1).abs() < 1e-3).all())
+
+
+class WrappedModel(AttentionModel):
+    """A ``torch.nn.Module`` with the paths of its attention and embeddings modules."""
+
+    kind = "torch"
+
+    def __init__(self, net: nn.Module, attention: str, embeddings: str, intercept: str = "auto") -> None:
+        if not isinstance(net, nn.Module):
+            raise AttnFaithError(f"wrap() got a {type(net).__name__}; expected a torch.nn.Module")
+        if intercept not in INTERCEPT_MODES:
+            raise AttnFaithError(f"intercept={intercept!r} is not valid: expected one of {INTERCEPT_MODES}")
+        self.attention_path = attention
+        self.embeddings_path = embeddings
+        self.attention_module = submodule(net, attention, "attention")
+        self._embeddings = submodule(net, embeddings, "embeddings")
+        super().__init__(net, where=f"{type(net).__name__}.{attention}")
+        self.intercept = intercept
+        self._mode: str | None = None if intercept == "auto" else intercept
+        self._interceptor = SoftmaxInterceptor(self.attention_module, self.tap, enabled=lambda: self._mode == "softmax")
+
+    def embeddings_module(self) -> nn.Module:
+        return self._embeddings
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            **super().describe(),
+            "embeddings": self.embeddings_path,
+            "intercept": self._mode or self.intercept,
+            "read": f"output of {self.attention_path}" if self._mode == "output" else f"softmax inside {self.attention_path}",
+            "replaced": "the read query row, every head",
+        }
+
+    @contextlib.contextmanager
+    def _install(self) -> Iterator[None]:
+        def read_output(module: nn.Module, args: Any, output: Any) -> Any:
+            return self.tap.apply(output) if self._mode == "output" else None
+
+        handle = self.attention_module.register_forward_hook(read_output)
+        try:
+            with self.embeddings_hook(), self._interceptor.installed():
+                yield
+        finally:
+            handle.remove()
+
+    def _call(self, kwargs: Any) -> Any:
+        if self._mode is None:
+            self._mode = self._probe_mode(kwargs)
+        if self._mode == "softmax":
+            with self._interceptor.active():
+                return self.module(**kwargs)
+        return self.module(**kwargs)
+
+    def _probe_mode(self, kwargs: Any) -> str:
+        """Decide from one call whether the module's output is the distribution itself."""
+        seen: list[Any] = []
+        handle = self.attention_module.register_forward_hook(lambda module, args, output: seen.append(output))
+        try:
+            with torch.no_grad():
+                self.module(**kwargs)
+        finally:
+            handle.remove()
+        return "output" if seen and _is_distribution(seen[0]) else "softmax"
+
+
+def wrap(net: nn.Module, attention: str, embeddings: str, *, intercept: str = "auto") -> WrappedModel:
+    """Wrap any ``torch.nn.Module`` for an audit.
+
+    ``attention`` is the dotted path of the submodule whose output is the attention
+    distribution (B, T) or (B, H, Tq, Tk) — or of a module that computes it inside (its softmax is
+    then intercepted); ``embeddings`` the path of the module whose output (B, T, D) feeds the
+    model. ``intercept`` forces ``"output"`` (hook the module's output) or ``"softmax"``.
+    """
+    return WrappedModel(net, attention, embeddings, intercept)

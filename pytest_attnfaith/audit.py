@@ -1,0 +1,124 @@
+"""``audit``: run a set of checks on one model and batch, apply the verdict policy, build the Report.
+
+Verdict policy: each check passes or fails against its threshold; the questions are answered
+from their checks (DESIGN.md) — **used** (permutation, uniform, erasure), **agrees** (gradient,
+loo), **unique** (adversarial): yes when every check of the question that ran passed, None when
+none ran. The audit passes when no required question is answered no.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import platform
+import sys
+from typing import Any
+
+import numpy as np
+import scipy
+import torch
+
+from pytest_attnfaith import _recording
+from pytest_attnfaith.adapters import AttentionModel, as_attention_model, prepare_batch
+from pytest_attnfaith.adapters.base import check_distribution
+from pytest_attnfaith.checks import CHECKS, Context
+from pytest_attnfaith.checks._common import real_lists
+from pytest_attnfaith.options import QUESTIONS, Options, resolve_options
+from pytest_attnfaith.results import CheckResult, Report
+
+
+def audit(model: Any, inputs: Any, checks: Any = None, seed: int = 0, **options: Any) -> Report:
+    """Audit the attention of ``model`` on ``inputs`` and return a ``Report`` (never raises on a failing verdict).
+
+    ``model``: ``af.wrap(net, ...)`` or a Hugging Face ``PreTrainedModel``. ``inputs``: a mapping
+    with ``input_ids`` (B, T), optional ``attention_mask`` and ``special_tokens_mask``.
+    ``checks``: names of checks (None: all six). Options are documented in ``docs/``.
+    """
+    resolved = resolve_options(checks=checks, seed=seed, **options)
+    adapter = as_attention_model(model)
+    batch = prepare_batch(inputs)
+    with adapter.session(resolved):
+        batch = batch.to(adapter.device)
+        reference = adapter.forward(batch)
+        check_distribution(reference, batch, adapter.tap.where)
+        context = Context(adapter, batch, resolved, reference)
+        results = {name: CHECKS[name](context) for name in resolved.checks}
+        per_head = _per_head_table(adapter, batch, resolved) if resolved.per_head else []
+        instances = _instances(context)
+        described = adapter.describe()
+    report = build_report(results, resolved, described, instances, per_head)
+    _recording.publish(report)
+    return report
+
+
+def answer_questions(results: dict[str, CheckResult]) -> dict[str, bool | None]:
+    answers: dict[str, bool | None] = {}
+    for question, names in QUESTIONS.items():
+        ran = [results[name].passed for name in names if name in results]
+        answers[question] = all(ran) if ran else None
+    return answers
+
+
+def build_report(
+    results: dict[str, CheckResult],
+    options: Options,
+    model: dict[str, Any],
+    instances: dict[str, Any],
+    per_head: list[dict[str, Any]] | None = None,
+) -> Report:
+    answers = answer_questions(results)
+    passed = all(answers[question] is not False for question in options.require)
+    return Report(
+        checks=results,
+        answers=answers,
+        required=options.require,
+        passed=passed,
+        options=options.to_dict(),
+        model=model,
+        environment=environment(),
+        instances=instances,
+        per_head=per_head or [],
+    )
+
+
+def environment() -> dict[str, Any]:
+    """Versions recorded in every report."""
+    transformers = sys.modules.get("transformers")
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "transformers": getattr(transformers, "__version__", None),
+    }
+
+
+def _instances(context: Context) -> dict[str, Any]:
+    real = context.real
+    return {
+        "count": context.batch.size,
+        "tokens": context.model.tokens(context.batch.to("cpu")),
+        "attention": real_lists(context.attention, real),
+        "predicted": context.predicted.cpu().tolist(),
+        "probability": context.probs.max(dim=1).values.cpu().tolist(),
+    }
+
+
+def _per_head_table(adapter: AttentionModel, batch: Any, options: Options) -> list[dict[str, Any]]:
+    """Every check's statistic for each (layer, head) read, the counterfactual replacing that layer."""
+    rows = []
+    for layer in adapter.layer_indices():
+        heads = adapter.head_count(layer)
+        for head in range(heads):
+            variant = dataclasses.replace(options, layer=layer, head=head, per_head=False)
+            adapter.options = variant
+            reference = adapter.forward(batch)
+            context = Context(adapter, batch, variant, reference)
+            for name in options.checks:
+                result = CHECKS[name](context)
+                rows.append(
+                    {"layer": layer, "head": head, "check": name, "statistic": result.statistic,
+                     "threshold": result.threshold, "passed": result.passed}
+                )
+    adapter.options = options
+    return rows

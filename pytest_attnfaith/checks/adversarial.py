@@ -1,0 +1,221 @@
+"""``adversarial``: is the attention the only one that gives this output? (Jain & Wallace 2019, §4.3)
+
+Per instance, max JSD(α', α̂) over candidate distributions α' whose output stays within
+TVD(p', p) ≤ ``epsilon`` — the original attention always among them (JSD 0). An instance is
+flagged when the max JSD is at least ``delta``; fails when the flagged fraction exceeds
+``adversarial_threshold``.
+
+Two ways to find the candidates (``adversarial_method``):
+
+* ``exact`` — where the output is binary and its logit difference d(α') is linear in α'
+  (a linear readout of Σ α'_t h_t, the J&W architecture; verified numerically per instance),
+  TVD ≤ ε is a slab lo ≤ d(α') ≤ hi, JSD is convex, and its maximum over simplex ∩ slab lies at
+  a vertex: one-hot vectors inside the slab, or two-token mixtures on its faces (O(T²),
+  vectorised). This is the true optimum.
+* ``search`` — J&W's optimiser, batched over instances × ``adversaries``: free logits initialised
+  at log(1/n) + 3·N(0, 1), Adam (lr ``adversarial_lr``, amsgrad), loss −JSD(α', α̂) +
+  500·ReLU(TVD − 0.01) − mean pairwise JSD among the adversaries, up to ``adversarial_steps``
+  steps, stopping early once no instance improves. Every iterate is a real candidate: the best
+  valid one is kept.
+
+``auto`` uses the exact optimum where it applies and the search elsewhere.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from pytest_attnfaith.adapters import Batch, Edit
+from pytest_attnfaith.checks._common import Context, fraction_result, replace_rows
+from pytest_attnfaith.errors import AttnFaithError
+from pytest_attnfaith.metrics import jsd, tvd
+from pytest_attnfaith.results import CheckResult
+
+MEANING = "a very different attention distribution gives the same output: the heat map is not the unique explanation"
+LINEARITY_PROBES = 3
+LINEARITY_TOLERANCE = 1e-3
+HINGE_MARGIN = 0.01
+HINGE_WEIGHT = 500.0
+PATIENCE = 50
+
+
+def _logit_gap(probs: Tensor) -> Tensor:
+    """d = log p₁ − log p₀ for a two-class output."""
+    return torch.log(probs[:, 1].clamp(min=1e-30)) - torch.log(probs[:, 0].clamp(min=1e-30))
+
+
+def _outputs_for(context: Context, instances: Tensor, weights: Tensor) -> Tensor:
+    """Output distributions of ``instances`` with every head's read row replaced by ``weights``."""
+    batch = context.batch
+
+    def make(part: slice) -> tuple[Batch, Edit | None]:
+        return batch.select(instances[part].to(batch.input_ids.device)), Edit(replace_rows, {"weights": weights[part]})
+
+    return context.run_rows(len(instances), make)
+
+
+def linear_readout(context: Context) -> tuple[Tensor, Tensor]:
+    """Per instance: d_t = d(one-hot at t) (B, T) and whether d(α') = Σ α'_t d_t holds (B,)."""
+    real = context.real
+    size, length = real.shape
+    device = context.probs.device
+    if context.probs.shape[1] != 2:
+        return torch.zeros(size, length, device=device), torch.zeros(size, dtype=torch.bool, device=device)
+    rows, positions = real.nonzero(as_tuple=True)
+    one_hot = torch.nn.functional.one_hot(positions, length).float()
+    vertex = torch.zeros(size, length, device=device)
+    vertex[rows, positions] = _logit_gap(_outputs_for(context, rows, one_hot))
+    generator = context.generator("adversarial-linearity")
+    gamma = -torch.log(torch.rand(size * LINEARITY_PROBES, length, generator=generator)).to(device)
+    mixtures = torch.where(real.repeat_interleave(LINEARITY_PROBES, 0), gamma, 0.0)
+    mixtures = mixtures / mixtures.sum(dim=1, keepdim=True).clamp(min=1e-30)
+    instances = torch.arange(size, device=device).repeat_interleave(LINEARITY_PROBES)
+    actual = _logit_gap(_outputs_for(context, instances, mixtures))
+    predicted = (mixtures * vertex[instances]).sum(dim=1)
+    scale = 1.0 + vertex.abs().amax(dim=1)[instances]
+    close = ((actual - predicted).abs() <= LINEARITY_TOLERANCE * scale).view(size, LINEARITY_PROBES).all(dim=1)
+    finite = torch.isfinite(vertex).all(dim=1)
+    return vertex, close & finite & (context.real_count >= 2)
+
+
+def _logit(p: Tensor) -> Tensor:
+    return torch.log(p) - torch.log1p(-p)
+
+
+def exact_max_jsd(alpha: Tensor, real: Tensor, vertex: Tensor, p1: Tensor, epsilon: float) -> Tensor:
+    """max JSD(α', α) over α' in simplex ∩ {lo ≤ Σ α'_t d_t ≤ hi}: vertices of the polytope.
+
+    ``alpha`` (B, T) restricted to real positions; ``vertex`` d_t; ``p1`` the original p(class 1).
+    """
+    lo = _logit((p1 - epsilon).clamp(min=0.0)).unsqueeze(1)
+    hi = _logit((p1 + epsilon).clamp(max=1.0)).unsqueeze(1)
+    log2 = math.log(2.0)
+    # one-hot candidates e_i inside the slab
+    m_single = 0.5 * (alpha + 1.0)
+    single = 0.5 * (-torch.log(m_single)) + 0.5 * (
+        (1 - alpha) * log2 + torch.xlogy(alpha, alpha) - torch.xlogy(alpha, m_single)
+    )
+    inside = real & (vertex >= lo) & (vertex <= hi)
+    best = torch.where(inside, single, torch.zeros_like(single)).amax(dim=1)
+    # two-token mixtures λ e_i + (1 − λ) e_j on a face d = bound
+    di, dj = vertex.unsqueeze(2), vertex.unsqueeze(1)
+    ai, aj = alpha.unsqueeze(2), alpha.unsqueeze(1)
+    pair = real.unsqueeze(2) & real.unsqueeze(1) & ~torch.eye(real.shape[1], dtype=torch.bool, device=real.device)
+    for bound in (lo, hi):
+        with torch.no_grad():
+            lam = (bound.unsqueeze(2) - dj) / (di - dj)
+        valid = pair & torch.isfinite(lam) & (lam > 0) & (lam < 1)
+        lam = torch.where(valid, lam, torch.zeros_like(lam))
+        value = _pair_jsd(lam, 1 - lam, ai, aj)
+        best = torch.maximum(best, torch.where(valid, value, torch.zeros_like(value)).amax(dim=(1, 2)))
+    return best
+
+
+def _pair_jsd(wi: Tensor, wj: Tensor, ai: Tensor, aj: Tensor) -> Tensor:
+    """JSD(α', α) for α' supported on {i, j} with weights wi, wj (closed form, O(1) per pair)."""
+    mi, mj = 0.5 * (wi + ai), 0.5 * (wj + aj)
+    kl_candidate = torch.xlogy(wi, wi) - torch.xlogy(wi, mi) + torch.xlogy(wj, wj) - torch.xlogy(wj, mj)
+    rest = (1 - ai - aj).clamp(min=0.0)
+    kl_original = rest * math.log(2.0) + torch.xlogy(ai, ai) - torch.xlogy(ai, mi) + torch.xlogy(aj, aj) - torch.xlogy(aj, mj)
+    return (0.5 * kl_candidate + 0.5 * kl_original).clamp(min=0.0)
+
+
+def search_max_jsd(context: Context, instances: Tensor) -> Tensor:
+    """J&W's adversarial search for ``instances``, batched over instances × adversaries."""
+    options = context.options
+    count = options.adversaries
+    device = context.probs.device
+    real = context.real[instances].repeat_interleave(count, 0)
+    alpha = context.attention[instances].repeat_interleave(count, 0)
+    target = context.probs[instances].repeat_interleave(count, 0)
+    n = real.sum(dim=1, keepdim=True).float()
+    generator = context.generator("adversarial-search")
+    noise = torch.randn(real.shape, generator=generator).to(device)
+    logits = (torch.log(1.0 / n) + 3.0 * noise).requires_grad_(True)
+    optimizer = torch.optim.Adam([logits], lr=options.adversarial_lr, amsgrad=True)
+    best = torch.zeros(len(instances), device=device)
+    stale = 0
+    rows = instances.repeat_interleave(count).to(context.batch.input_ids.device)
+    size = options.batch_size
+    for _ in range(options.adversarial_steps):
+        optimizer.zero_grad()
+        grad = torch.zeros_like(logits)
+        found = []
+        for start in range(0, len(rows), size):
+            part = slice(start, start + size)
+            candidate = torch.softmax(logits[part].masked_fill(~real[part], float("-inf")), dim=1)
+            forward = context.model.forward(context.batch.select(rows[part]), Edit(replace_rows, {"weights": candidate}), grad=True)
+            distance = tvd(forward.probs, target[part])
+            divergence = jsd(candidate, alpha[part])
+            spread = _mean_pairwise_jsd(candidate.view(-1, count, candidate.shape[1]))
+            loss = (-divergence + HINGE_WEIGHT * torch.relu(distance - HINGE_MARGIN)).sum() - spread.sum()
+            (part_grad,) = torch.autograd.grad(loss, logits)
+            grad += part_grad
+            found.append(torch.where(distance <= options.epsilon, divergence, torch.zeros_like(divergence)).detach())
+        logits.grad = grad
+        optimizer.step()
+        step_best = torch.cat(found).view(-1, count).amax(dim=1)
+        improved = step_best > best + 1e-5
+        best = torch.maximum(best, step_best)
+        stale = 0 if improved.any() else stale + 1
+        if stale >= PATIENCE:
+            break
+    return best
+
+
+def _mean_pairwise_jsd(candidates: Tensor) -> Tensor:
+    """Mean JSD over pairs of the K adversaries of each instance (B, K, T) -> (B,)."""
+    count = candidates.shape[1]
+    if count < 2:
+        return torch.zeros(candidates.shape[0], device=candidates.device)
+    pairwise = jsd(candidates.unsqueeze(2), candidates.unsqueeze(1))
+    return pairwise.sum(dim=(1, 2)) / (count * (count - 1))
+
+
+def max_jsd(context: Context) -> tuple[np.ndarray, np.ndarray]:
+    """Per instance, the max JSD (NaN with < 2 real tokens) and the method used ("exact"/"search")."""
+    method = context.options.adversarial_method
+    size = context.batch.size
+    device = context.probs.device
+    defined = torch.as_tensor(context.defined(), device=device)
+    exact = torch.zeros(size, dtype=torch.bool, device=device)
+    values = torch.full((size,), float("nan"), device=device)
+    if method in ("auto", "exact"):
+        vertex, exact = linear_readout(context)
+        if method == "exact" and bool((defined & ~exact).any()):
+            bad = int((defined & ~exact).nonzero()[0])
+            raise AttnFaithError(
+                f"adversarial_method='exact' needs a binary output whose logit is linear in the attention; instance {bad} "
+                "is not (use adversarial_method='auto' or 'search')"
+            )
+        if exact.any():
+            solved = exact_max_jsd(context.attention[exact], context.real[exact], vertex[exact], context.probs[exact, 1], context.options.epsilon)
+            values[exact] = solved
+    todo = (defined & ~exact).nonzero().flatten()
+    if len(todo):
+        with torch.enable_grad():
+            values[todo] = search_max_jsd(context, todo)
+    methods = np.where(exact.cpu().numpy(), "exact", np.where(defined.cpu().numpy(), "search", "undefined"))
+    return values.detach().cpu().numpy(), methods
+
+
+def run(context: Context) -> CheckResult:
+    values, methods = max_jsd(context)
+    return fraction_result(
+        "adversarial",
+        values,
+        values >= context.options.delta,
+        ~np.isnan(values),
+        context.options.adversarial_threshold,
+        MEANING,
+        {
+            "method": methods.tolist(),
+            "exact": int((methods == "exact").sum()),
+            "searched": int((methods == "search").sum()),
+            "adversaries": context.options.adversaries,
+        },
+    )

@@ -1,0 +1,30 @@
+"""Exceptions raised by pytest-attnfaith.
+
+Importing this module imports neither torch nor transformers.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pytest_attnfaith.results import Report
+
+
+class AttnFaithError(ValueError):
+    """Bad input: names the problem and what was expected. Raised before heavy work."""
+
+
+class AttentionUnavailableError(AttnFaithError):
+    """The attention of a model cannot be read or replaced (with the reason and what to do)."""
+
+
+class AttentionNotFaithful(AssertionError):  # noqa: N818 - name fixed by the public API
+    """Raised by ``assert_attention_faithful`` when the verdict fails; carries the ``report``."""
+
+    def __init__(self, message: str, report: Report) -> None:
+        super().__init__(message)
+        self.report = report
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (str(self), self.report))

@@ -1,0 +1,243 @@
+"""Audit options: defaults, documentation and validation in one table.
+
+Every option is validated here, before any model is run, with errors that name the option,
+the value and what was expected (in the style of scikit-learn's parameter validation).
+Importing this module imports neither torch nor transformers, so the pytest plugin can
+validate markers and ini values at collection time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from pytest_attnfaith.errors import AttnFaithError
+
+CHECK_NAMES: tuple[str, ...] = ("gradient", "loo", "permutation", "adversarial", "uniform", "erasure")
+QUESTIONS: dict[str, tuple[str, ...]] = {
+    "used": ("permutation", "uniform", "erasure"),
+    "agrees": ("gradient", "loo"),
+    "unique": ("adversarial",),
+}
+
+
+@dataclass(frozen=True)
+class Options:
+    """All options of an audit, with their defaults. See ``docs/`` for each check's options."""
+
+    checks: tuple[str, ...] = CHECK_NAMES
+    require: tuple[str, ...] = ("used", "agrees", "unique")
+    seed: int = 0
+    # instance-level bounds
+    epsilon: float = 0.05
+    delta: float = 0.4
+    peak: float = 0.5
+    erasure_margin: float = 0.01
+    # sampling and search budgets
+    permutations: int = 100
+    adversaries: int = 5
+    adversarial_steps: int = 500
+    adversarial_lr: float = 0.01
+    adversarial_method: str = "auto"
+    loo: str = "delete"
+    mask_token_id: int | None = None
+    # check-level thresholds: min mean tau (agreement), max flagged fraction (the others)
+    gradient_threshold: float = 0.25
+    loo_threshold: float = 0.25
+    permutation_threshold: float = 0.5
+    uniform_threshold: float = 0.5
+    erasure_threshold: float = 0.5
+    adversarial_threshold: float = 0.5
+    # which attention is read and replaced
+    layer: int = -1
+    head: str | int = "mean"
+    aggregation: str = "attention"
+    query: str | int = "auto"
+    per_head: bool = False
+    word_level: bool = False
+    # execution
+    batch_size: int = 256
+    device: str | None = None
+    worst: int = 3
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        out["checks"] = list(self.checks)
+        out["require"] = list(self.require)
+        return out
+
+
+def _real(lo: float, hi: float, *, lo_open: bool = False, hi_open: bool = False) -> Callable[[Any], float]:
+    left, right = ("(" if lo_open else "["), (")" if hi_open else "]")
+    expected = f"a number in {left}{lo:g}, {hi:g}{right}"
+
+    def check(value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+            raise _bad(value, expected)
+        if value < lo or value > hi or (lo_open and value == lo) or (hi_open and value == hi):
+            raise _bad(value, expected)
+        return float(value)
+
+    check.expected = expected  # type: ignore[attr-defined]
+    return check
+
+
+def _integer(lo: int) -> Callable[[Any], int]:
+    expected = f"an integer >= {lo}"
+
+    def check(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < lo:
+            raise _bad(value, expected)
+        return int(value)
+
+    check.expected = expected  # type: ignore[attr-defined]
+    return check
+
+
+def _any_integer(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _bad(value, "an integer (negative counts from the last layer)")
+    return int(value)
+
+
+def _optional_integer(value: Any) -> int | None:
+    if value is None:
+        return None
+    return _integer(0)(value)
+
+
+def _choice(*choices: str, integer: bool = False) -> Callable[[Any], Any]:
+    expected = " or ".join(repr(c) for c in choices) + (" or an integer index" if integer else "")
+
+    def check(value: Any) -> Any:
+        if integer and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if value not in choices:
+            raise _bad(value, expected)
+        return value
+
+    check.expected = expected  # type: ignore[attr-defined]
+    return check
+
+
+def _boolean(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise _bad(value, "True or False")
+    return value
+
+
+def _names(allowed: Iterable[str], what: str) -> Callable[[Any], tuple[str, ...]]:
+    allowed = tuple(allowed)
+
+    def check(value: Any) -> tuple[str, ...]:
+        if value is None:
+            return allowed
+        names = (value,) if isinstance(value, str) else tuple(value)
+        for name in names:
+            if name not in allowed:
+                raise AttnFaithError(f"unknown {what} {name!r}{_suggest(name, allowed)}; expected some of {allowed}")
+        if not names and what == "check":
+            raise AttnFaithError("checks=() selects no check; expected at least one of " f"{allowed} or None")
+        return tuple(dict.fromkeys(names))
+
+    return check
+
+
+def _device(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        value = str(value)
+    return value
+
+
+class _Bad(AttnFaithError):
+    pass
+
+
+def _bad(value: Any, expected: str) -> _Bad:
+    return _Bad(f"{value!r} is not valid: expected {expected}")
+
+
+_RULES: dict[str, Callable[[Any], Any]] = {
+    "checks": _names(CHECK_NAMES, "check"),
+    "require": _names(QUESTIONS, "question"),
+    "seed": _integer(0),
+    "epsilon": _real(0.0, 1.0, lo_open=True),
+    "delta": _real(0.0, math.log(2.0), lo_open=True),
+    "peak": _real(0.0, 1.0),
+    "erasure_margin": _real(0.0, 1.0),
+    "permutations": _integer(1),
+    "adversaries": _integer(1),
+    "adversarial_steps": _integer(1),
+    "adversarial_lr": _real(0.0, 10.0, lo_open=True),
+    "adversarial_method": _choice("auto", "exact", "search"),
+    "loo": _choice("delete", "mask"),
+    "mask_token_id": _optional_integer,
+    "gradient_threshold": _real(-1.0, 1.0),
+    "loo_threshold": _real(-1.0, 1.0),
+    "permutation_threshold": _real(0.0, 1.0),
+    "uniform_threshold": _real(0.0, 1.0),
+    "erasure_threshold": _real(0.0, 1.0),
+    "adversarial_threshold": _real(0.0, 1.0),
+    "layer": _any_integer,
+    "head": _choice("mean", integer=True),
+    "aggregation": _choice("attention", "rollout"),
+    "query": _choice("auto", "first", "last", integer=True),
+    "per_head": _boolean,
+    "word_level": _boolean,
+    "batch_size": _integer(1),
+    "device": _device,
+    "worst": _integer(0),
+}
+
+OPTION_NAMES: tuple[str, ...] = tuple(_RULES)
+
+
+def _suggest(name: str, known: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def validate_option(name: str, value: Any) -> Any:
+    """Return the validated value of one option, or raise ``AttnFaithError`` naming it."""
+    if name not in _RULES:
+        raise AttnFaithError(f"unknown option {name!r}{_suggest(name, _RULES)}; known options: {', '.join(_RULES)}")
+    try:
+        return _RULES[name](value)
+    except _Bad as err:
+        raise AttnFaithError(f"option {name}={err}") from None
+
+
+def resolve_options(**options: Any) -> Options:
+    """Validate keyword options and return an ``Options`` with the defaults filled in."""
+    values = {name: validate_option(name, value) for name, value in options.items()}
+    return Options(**values)
+
+
+def parse_option_text(name: str, text: str) -> Any:
+    """Convert an option given as text (ini file, command line) to its Python value."""
+    default = getattr(Options(), name, None) if name in _RULES else None
+    if name not in _RULES:
+        return validate_option(name, text)
+    if name in ("checks", "require"):
+        return tuple(part.strip() for part in text.replace(",", " ").split() if part.strip())
+    if name == "device":
+        return text or None
+    if isinstance(default, bool):
+        lowered = text.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise AttnFaithError(f"option {name}={text!r} is not valid: expected true or false")
+    for convert in (int, float):
+        try:
+            return convert(text)
+        except ValueError:
+            continue
+    return text.strip()

@@ -1,0 +1,129 @@
+"""Tiny models whose attention faithfulness is known by construction, and a generated sentiment task.
+
+Used by the project's tests, the demo and the benchmarks (and handy for users who want to see a
+failing and a passing audit in seconds). Vocabulary: 0 is padding; ``POSITIVE`` and ``NEGATIVE``
+tokens carry the label; ``DISTRACTORS`` are neutral tokens some models attend to; the rest are
+neutral.
+
+* ``faithful``: the evidence token reaches the output only through attention, and attention
+  peaks on it: z = c · Σ_t α_t s_t with s_t the token's sentiment (±1, 0 for neutral tokens).
+* ``unused``: the same attention is computed, but the output mean-pools the sentiments.
+* ``constant_values``: the output attends over identical values (Σ α_t v = v), beside mean pooling.
+* ``vanishing``: the attention path is scaled by 1e-4 beside mean pooling.
+* ``misleading``: attention is used (it weighs position-dependent values) but peaks on distractor
+  tokens; the label reaches the output only through a direct (summed) path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+VOCAB = 40
+POSITIVE = (1, 2, 3, 4)
+NEGATIVE = (5, 6, 7, 8)
+DISTRACTORS = (9, 10, 11)
+SCALE = 3.0
+
+
+class MaskedSoftmax(nn.Module):
+    """Additive-attention normaliser: its output (B, T) is the attention distribution."""
+
+    def forward(self, scores: Tensor, mask: Tensor) -> Tensor:
+        return torch.softmax(scores.masked_fill(mask == 0, float("-inf")), dim=-1)
+
+
+def _fixed_embedding() -> nn.Embedding:
+    """dim 0: is evidence; dim 1: sentiment; dim 2: small neutral noise; dim 3: is distractor."""
+    generator = torch.Generator().manual_seed(1234)
+    table = torch.zeros(VOCAB, 4)
+    table[:, 2] = 0.5 * torch.randn(VOCAB, generator=generator)
+    table[list(POSITIVE), 0] = 1.0
+    table[list(NEGATIVE), 0] = 1.0
+    table[list(POSITIVE), 1] = 1.0
+    table[list(NEGATIVE), 1] = -1.0
+    table[list(DISTRACTORS), 3] = 1.0
+    table[0] = 0.0
+    embedding = nn.Embedding(VOCAB, 4, padding_idx=0)
+    embedding.weight.data.copy_(table)
+    return embedding
+
+
+class ZooModel(nn.Module):
+    """Attention over token embeddings with a readout chosen by ``kind`` (see the module doc)."""
+
+    KINDS = ("faithful", "unused", "constant_values", "vanishing", "misleading")
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        if kind not in self.KINDS:
+            raise ValueError(f"kind={kind!r}; expected one of {self.KINDS}")
+        self.kind = kind
+        self.embed = _fixed_embedding()
+        self.score = nn.Linear(4, 1)
+        focus = 3 if kind == "misleading" else 0
+        with torch.no_grad():
+            self.score.weight.zero_()
+            self.score.weight[0, focus] = 4.0
+            self.score.weight[0, 2] = 1.0
+            self.score.bias.zero_()
+        self.attn = MaskedSoftmax()
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None) -> Tensor:
+        mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
+        e = self.embed(input_ids)
+        alpha = self.attn(self.score(e).squeeze(-1), mask)
+        sentiment = e[..., 1]
+        real = mask.to(e.dtype)
+        mean_pooled = (sentiment * real).sum(1) / real.sum(1).clamp(min=1.0)
+        attended = (alpha * sentiment).sum(1)
+        if self.kind == "faithful":
+            z = SCALE * attended
+        elif self.kind == "unused":
+            z = SCALE * mean_pooled * 4.0
+        elif self.kind == "constant_values":
+            constant = torch.ones_like(sentiment)
+            z = SCALE * (alpha * constant).sum(1) - SCALE + SCALE * 4.0 * mean_pooled
+        elif self.kind == "vanishing":
+            z = SCALE * 4.0 * mean_pooled + 1e-4 * attended
+        else:  # misleading: attention on distractors over position-only values; label through a direct path
+            direct = (sentiment * real).sum(1)
+            position = torch.arange(input_ids.shape[1], device=e.device, dtype=e.dtype) / input_ids.shape[1]
+            z = SCALE * direct + 4.0 * (alpha * position).sum(1) - 2.0
+        return torch.stack([torch.zeros_like(z), z], dim=1)
+
+
+@dataclass
+class SentimentTask:
+    """A generated sentiment task: one evidence token per sentence among neutral tokens."""
+
+    input_ids: Tensor
+    attention_mask: Tensor
+    labels: Tensor
+
+    def inputs(self, count: int | None = None) -> dict[str, Tensor]:
+        end = count if count is not None else len(self.labels)
+        return {"input_ids": self.input_ids[:end], "attention_mask": self.attention_mask[:end]}
+
+
+def sentiment_task(count: int, length: int = 12, seed: int = 0, min_length: int = 6, distractors: bool = True) -> SentimentTask:
+    """``count`` right-padded sentences of ``min_length``..``length`` tokens with one evidence token."""
+    generator = torch.Generator().manual_seed(seed)
+    neutral_low = max(DISTRACTORS) + 1
+    ids = torch.randint(neutral_low, VOCAB, (count, length), generator=generator)
+    lengths = torch.randint(min_length, length + 1, (count,), generator=generator)
+    labels = torch.randint(0, 2, (count,), generator=generator)
+    positive = torch.tensor(POSITIVE)[torch.randint(0, len(POSITIVE), (count,), generator=generator)]
+    negative = torch.tensor(NEGATIVE)[torch.randint(0, len(NEGATIVE), (count,), generator=generator)]
+    rows = torch.arange(count)
+    where = (torch.rand(count, generator=generator) * lengths).long()
+    ids[rows, where] = torch.where(labels == 1, positive, negative)
+    if distractors:
+        spot = (torch.rand(count, generator=generator) * lengths).long()
+        spot = torch.where(spot == where, (spot + 1) % lengths, spot)
+        ids[rows, spot] = torch.tensor(DISTRACTORS)[torch.randint(0, len(DISTRACTORS), (count,), generator=generator)]
+    mask = (torch.arange(length).unsqueeze(0) < lengths.unsqueeze(1)).long()
+    ids = ids * mask
+    return SentimentTask(ids, mask, labels)
