@@ -127,3 +127,69 @@ def sentiment_task(count: int, length: int = 12, seed: int = 0, min_length: int 
     mask = (torch.arange(length).unsqueeze(0) < lengths.unsqueeze(1)).long()
     ids = ids * mask
     return SentimentTask(ids, mask, labels)
+
+
+class BiLSTMClassifier(nn.Module):
+    """Jain & Wallace's classifier: embeddings → BiLSTM → additive (tanh) attention → linear head on Σ α_t h_t.
+
+    ``readout="mean"`` makes its decorative twin: the attention is computed, but the head reads the mean of the
+    hidden states. Returns one binary logit per instance (B,).
+    """
+
+    def __init__(self, vocab: int = VOCAB, embedding: int = 32, hidden: int = 32, readout: str = "attention") -> None:
+        super().__init__()
+        if readout not in ("attention", "mean"):
+            raise ValueError(f"readout={readout!r}; expected 'attention' or 'mean'")
+        self.readout = readout
+        self.embed = nn.Embedding(vocab, embedding, padding_idx=0)
+        self.encoder = nn.LSTM(embedding, hidden, batch_first=True, bidirectional=True)
+        self.project = nn.Linear(2 * hidden, hidden)
+        self.score = nn.Linear(hidden, 1, bias=False)
+        self.attn = MaskedSoftmax()
+        self.head = nn.Linear(2 * hidden, 1)
+
+    def hidden_states(self, input_ids: Tensor, mask: Tensor) -> Tensor:
+        lengths = mask.sum(dim=1).clamp(min=1).cpu()
+        packed = nn.utils.rnn.pack_padded_sequence(self.embed(input_ids), lengths, batch_first=True, enforce_sorted=False)
+        states, _ = self.encoder(packed)
+        hidden, _ = nn.utils.rnn.pad_packed_sequence(states, batch_first=True, total_length=input_ids.shape[1])
+        return hidden
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None) -> Tensor:
+        mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
+        hidden = self.hidden_states(input_ids, mask)
+        alpha = self.attn(self.score(torch.tanh(self.project(hidden))).squeeze(-1), mask)
+        if self.readout == "attention":
+            pooled = (alpha.unsqueeze(-1) * hidden).sum(dim=1)
+        else:
+            real = mask.unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * real).sum(dim=1) / real.sum(dim=1).clamp(min=1.0)
+        return self.head(pooled).squeeze(-1)
+
+
+def conicity(hidden: Tensor, mask: Tensor) -> Tensor:
+    """Mohankumar et al. (2020): mean cosine similarity of each real hidden state to their mean, per instance."""
+    real = mask.unsqueeze(-1).to(hidden.dtype)
+    mean = (hidden * real).sum(dim=1, keepdim=True) / real.sum(dim=1, keepdim=True).clamp(min=1.0)
+    cosine = torch.nn.functional.cosine_similarity(hidden, mean.expand_as(hidden), dim=-1)
+    return (cosine * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)
+
+
+def train_classifier(
+    model: BiLSTMClassifier, task: SentimentTask, epochs: int = 8, seed: int = 0, diversity: float = 0.0, lr: float = 1e-2
+) -> BiLSTMClassifier:
+    """Train with Adam on binary cross-entropy (+ ``diversity`` × conicity); returns the model in eval mode."""
+    torch.manual_seed(seed)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=1e-5)
+    generator = torch.Generator().manual_seed(seed)
+    model.train()
+    for _ in range(epochs):
+        for index in torch.randperm(len(task.labels), generator=generator).split(32):
+            ids, mask, labels = task.input_ids[index], task.attention_mask[index], task.labels[index].float()
+            loss = nn.functional.binary_cross_entropy_with_logits(model(ids, mask), labels)
+            if diversity:
+                loss = loss + diversity * conicity(model.hidden_states(ids, mask), mask).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    return model.eval()
