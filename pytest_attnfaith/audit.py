@@ -17,7 +17,7 @@ import numpy as np
 import scipy
 import torch
 
-from pytest_attnfaith import _recording
+from pytest_attnfaith import _recording, progress
 from pytest_attnfaith.adapters import AttentionModel, as_attention_model, prepare_batch
 from pytest_attnfaith.adapters.base import check_distribution
 from pytest_attnfaith.checks import CHECKS, Context
@@ -41,7 +41,7 @@ def audit(model: Any, inputs: Any, checks: Any = None, seed: int = 0, **options:
         reference = adapter.forward(batch)
         check_distribution(reference, batch, adapter.tap.where)
         context = Context(adapter, batch, resolved, reference)
-        results = {name: CHECKS[name](context) for name in resolved.checks}
+        results = {name: CHECKS[name](context) for name in progress.track(resolved.checks, resolved.progress)}
         per_head = _per_head_table(adapter, batch, resolved) if resolved.per_head else []
         instances = _instances(context)
         described = adapter.describe()

@@ -63,6 +63,7 @@ class Options:
     batch_size: int = 256
     device: str | None = None
     worst: int = 3
+    progress: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -193,6 +194,7 @@ _RULES: dict[str, Callable[[Any], Any]] = {
     "batch_size": _integer(1),
     "device": _device,
     "worst": _integer(0),
+    "progress": _boolean,
 }
 
 OPTION_NAMES: tuple[str, ...] = tuple(_RULES)
