@@ -35,7 +35,7 @@ from pytest_attnfaith.metrics import logits_of
 
 LEAF_FUNCTIONS = ("pack_padded_sequence", "pad_packed_sequence", "pack_sequence", "pad_sequence")
 PRIME = 2_147_483_647
-TOLERANCE = {"rtol": 1e-5, "atol": 1e-6}
+RTOL, ATOL = 1e-5, 1e-6
 
 
 class _Tracer(fx.Tracer):
@@ -124,7 +124,10 @@ class Plan:
 
     def describe(self) -> str:
         cached = ", ".join(n.name for n in self.frontier if self.kinds.get(n) == "rows")
-        return f"counterfactual passes re-run {len(self.downstream)} graph nodes from the attention on; cached per instance: {cached or 'nothing'}"
+        count = len(self.downstream)
+        return (
+            f"counterfactual passes re-run {count} graph nodes from the attention on; cached per instance: {cached or 'nothing'}"
+        )
 
 
 def _fetch(root: nn.Module, target: str, constants: dict[str, Any]) -> Any:
@@ -136,7 +139,9 @@ def _fetch(root: nn.Module, target: str, constants: dict[str, Any]) -> Any:
     return value
 
 
-def evaluate(root: nn.Module, nodes: list[fx.Node], env: dict[fx.Node, Any], inputs: dict[str, Any], constants: dict[str, Any]) -> Any:
+def evaluate(
+    root: nn.Module, nodes: list[fx.Node], env: dict[fx.Node, Any], inputs: dict[str, Any], constants: dict[str, Any]
+) -> Any:
     """Evaluate ``nodes`` in order into ``env``; returns the output node's value (None if not among them)."""
     result = None
     for node in nodes:
@@ -160,12 +165,16 @@ def evaluate(root: nn.Module, nodes: list[fx.Node], env: dict[fx.Node, Any], inp
 def _same(a: Any, b: Any) -> bool:
     if isinstance(a, Tensor) or isinstance(b, Tensor):
         return (
-            isinstance(a, Tensor) and isinstance(b, Tensor) and a.shape == b.shape and a.dtype == b.dtype
-            and a.device == b.device and bool(torch.equal(a, b))
+            isinstance(a, Tensor)
+            and isinstance(b, Tensor)
+            and a.shape == b.shape
+            and a.dtype == b.dtype
+            and a.device == b.device
+            and bool(torch.equal(a, b))
         )
     try:
         return bool(a == b) and type(a) is type(b)
-    except Exception:  # noqa: BLE001 - anything not comparable is not a constant
+    except Exception:  # anything not comparable is not a constant
         return False
 
 
@@ -176,7 +185,7 @@ def _rowwise(one: Any, two: Any) -> bool:
     if one.shape[0] != 1 or two.shape[0] != 2 or one.shape[1:] != two.shape[1:] or one.dtype != two.dtype:
         return False
     if one.is_floating_point():
-        return bool(torch.allclose(one[0], two[1], **TOLERANCE))
+        return bool(torch.allclose(one[0], two[1], rtol=RTOL, atol=ATOL))
     return bool(torch.equal(one[0], two[1]))
 
 
@@ -267,7 +276,9 @@ class PartialForward:
             if added is None:
                 return self.module(**kwargs)
             slots[missing] = added
-        return self._downstream(plan, kwargs, {n: self.cache.stored[_slot(n)][slots] for n in plan.frontier if plan.kinds[n] == "rows"})
+        return self._downstream(
+            plan, kwargs, {n: self.cache.stored[_slot(n)][slots] for n in plan.frontier if plan.kinds[n] == "rows"}
+        )
 
     # -- plan -------------------------------------------------------------------------------
     def _plan(self, kwargs: dict[str, Any], rows: dict[str, Tensor]) -> Plan | None:
@@ -279,7 +290,7 @@ class PartialForward:
             try:
                 self.plan = self._build(kwargs, rows)
                 self.note = self.plan.describe()
-            except Exception as err:  # noqa: BLE001 - any failure to trace or certify means: full forward
+            except Exception as err:  # any failure to trace or certify: full forward
                 self.failed = f"full forward passes: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
                 self.note = self.failed
                 return None
@@ -312,18 +323,22 @@ class PartialForward:
             evaluate(self.module, plan.upstream, env, self._inputs(kwargs, rows, index), plan.constants)
         return env
 
-    def _certify(self, plan: Plan, kwargs: dict[str, Any], rows: dict[str, Tensor], index: Tensor, env: dict[fx.Node, Any]) -> None:
+    def _certify(
+        self, plan: Plan, kwargs: dict[str, Any], rows: dict[str, Tensor], index: Tensor, env: dict[fx.Node, Any]
+    ) -> None:
         """The partial pass must give the full forward's output on the probe (tap off)."""
         inputs = self._inputs(kwargs, rows, index)
         armed = self.tap.disarm()
         try:
             with torch.no_grad():
                 full = logits_of(self.module(**inputs))
-                partial = logits_of(evaluate(self.module, plan.downstream, {n: env[n] for n in plan.frontier}, inputs, plan.constants))
+                partial = logits_of(
+                    evaluate(self.module, plan.downstream, {n: env[n] for n in plan.frontier}, inputs, plan.constants)
+                )
         finally:
             if armed is not None:
                 self.tap.arm(armed)
-        if full.shape != partial.shape or not torch.allclose(full, partial, **TOLERANCE):
+        if full.shape != partial.shape or not torch.allclose(full, partial, rtol=RTOL, atol=ATOL):
             raise ValueError("the partial pass does not reproduce the full forward on a probe batch")
 
     # -- cache ------------------------------------------------------------------------------
