@@ -3,23 +3,61 @@
     import pytest_attnfaith as af
     model = af.wrap(net, attention="pool.attn", embeddings="embed")
     report = af.assert_attention_faithful(model, inputs)
+
+The names that need torch are imported on first use, so that the pytest plugin
+(``pytest_attnfaith.plugin.entry``) loads without importing torch.
 """
 
 from __future__ import annotations
 
+import importlib
+import sys
+import types
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
 
-from pytest_attnfaith.adapters import AttentionModel, wrap
-from pytest_attnfaith.assertions import assert_attention_faithful
-from pytest_attnfaith.audit import audit
 from pytest_attnfaith.errors import AttentionNotFaithful, AttentionUnavailableError, AttnFaithError
 from pytest_attnfaith.options import CHECK_NAMES, QUESTIONS, Options
-from pytest_attnfaith.results import CheckResult, Report
+
+if TYPE_CHECKING:
+    from pytest_attnfaith.adapters import AttentionModel, wrap
+    from pytest_attnfaith.assertions import assert_attention_faithful
+    from pytest_attnfaith.audit import audit
+    from pytest_attnfaith.results import CheckResult, Report
 
 try:
     __version__ = version("pytest-attnfaith")
 except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0+unknown"
+
+_LAZY = {
+    "AttentionModel": "pytest_attnfaith.adapters",
+    "wrap": "pytest_attnfaith.adapters",
+    "assert_attention_faithful": "pytest_attnfaith.assertions",
+    "audit": "pytest_attnfaith.audit",
+    "CheckResult": "pytest_attnfaith.results",
+    "Report": "pytest_attnfaith.results",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'pytest_attnfaith' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value
+
+
+class _Package(types.ModuleType):
+    """Keeps ``af.audit`` the function when the submodule ``pytest_attnfaith.audit`` is imported first."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if isinstance(value, types.ModuleType) and name in _LAZY and value.__name__ == _LAZY[name]:
+            value = getattr(value, name)
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 __all__ = [
     "CHECK_NAMES",

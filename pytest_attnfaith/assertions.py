@@ -10,6 +10,7 @@ from pytest_attnfaith.audit import audit
 from pytest_attnfaith.errors import AttentionNotFaithful
 from pytest_attnfaith.options import QUESTIONS
 from pytest_attnfaith.results import CheckResult, Report
+from pytest_attnfaith.worst import flag_count, instance_rows, token_table, worst_by_instance
 
 QUESTION_TEXT = {
     "used": "does the output depend on the attention?",
@@ -25,6 +26,7 @@ def assert_attention_faithful(model: Any, inputs: Any, seed: int = 0, **options:
     message says which question and check failed, the statistic against its threshold, what it
     means, and the worst instances.
     """
+    __tracebackhide__ = True  # pytest shows the caller's line and this explanation, not this frame's tensors
     report = audit(model, inputs, seed=seed, **options)
     if not report.passed:
         raise AttentionNotFaithful(failure_message(report, options.get("worst", 3)), report)
@@ -43,38 +45,26 @@ def failure_message(report: Report, worst: int = 3) -> str:
             lines.append(f"    {result.describe()}")
             lines.append(f"      {result.meaning}.")
             lines.append(f"      {_flag_count(result)}")
-            lines.extend(_worst_instances(report, result, worst))
+    lines.extend(_worst_instances(report, worst))
     return "\n".join(lines)
 
 
 def _flag_count(result: CheckResult) -> str:
-    count = result.per_instance.size
-    flagged = int(result.flagged.sum())
-    undefined = f", {result.undefined} undefined" if result.undefined else ""
-    return f"{count} instances, {flagged} flagged ({100.0 * flagged / max(count, 1):.0f}%){undefined}"
+    return flag_count(result.per_instance.size, int(result.flagged.sum()), result.undefined)
 
 
-def worst_indices(result: CheckResult, count: int) -> list[int]:
-    """The flagged instances that count most against the model, worst first."""
-    values = result.per_instance
-    candidates = np.flatnonzero(result.flagged & ~np.isnan(values))
-    if result.name == "adversarial":
-        order = candidates[np.argsort(-values[candidates], kind="stable")]
-    else:
-        order = candidates[np.argsort(values[candidates], kind="stable")]
-    return [int(i) for i in order[:count]]
-
-
-def _worst_instances(report: Report, result: CheckResult, count: int) -> list[str]:
+def _worst_instances(report: Report, count: int) -> list[str]:
+    """The worst instances of the failing checks, each once, as token tables."""
+    failing = [result for result in report.failed_checks if any(result.name in QUESTIONS[q] for q in report.failed_questions)]
+    worst = worst_by_instance(((r.name, r.per_instance.tolist(), np.flatnonzero(r.flagged).tolist()) for r in failing), count)
     tokens = report.instances.get("tokens", [])
     attention = report.instances.get("attention", [])
-    importances = {name: report.checks[name].details.get("importance") for name in ("gradient", "loo") if name in report.checks}
-    lines = []
-    for index in worst_indices(result, count):
-        lines.append(f"      instance {index}: {result.name} value {result.per_instance[index]:.3f}")
-        header = "        token            attention" + "".join(f" {name:>10}" for name in importances)
-        lines.append(header)
-        for position, token in enumerate(tokens[index] if index < len(tokens) else []):
-            cells = "".join(f" {values[index][position]:10.3f}" for values in importances.values() if values)
-            lines.append(f"        {token[:16]:16} {attention[index][position]:9.3f}{cells}")
+    importances: dict[str, Any] = {
+        name: report.checks[name].details.get("importance") for name in ("gradient", "loo") if name in report.checks
+    }
+    lines = ["  worst instances (tokens, attention, importance):"] if worst else []
+    for index, reasons in worst.items():
+        lines.append(f"    instance {index}, worst for {', '.join(reasons)}")
+        row_tokens = tokens[index] if index < len(tokens) else []
+        lines.extend(token_table(row_tokens, instance_rows(index, attention, importances), indent="      "))
     return lines
