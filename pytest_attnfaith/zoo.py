@@ -136,17 +136,21 @@ class BiLSTMClassifier(nn.Module):
     hidden states. Returns one binary logit per instance (B,).
     """
 
-    def __init__(self, vocab: int = VOCAB, embedding: int = 32, hidden: int = 32, readout: str = "attention") -> None:
+    def __init__(
+        self, vocab: int = VOCAB, embedding: int = 32, hidden: int = 32, readout: str = "attention", seed: int = 0
+    ) -> None:
         super().__init__()
         if readout not in ("attention", "mean"):
             raise ValueError(f"readout={readout!r}; expected 'attention' or 'mean'")
         self.readout = readout
-        self.embed = nn.Embedding(vocab, embedding, padding_idx=0)
-        self.encoder = nn.LSTM(embedding, hidden, batch_first=True, bidirectional=True)
-        self.project = nn.Linear(2 * hidden, hidden)
-        self.score = nn.Linear(hidden, 1, bias=False)
-        self.attn = MaskedSoftmax()
-        self.head = nn.Linear(2 * hidden, 1)
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            self.embed = nn.Embedding(vocab, embedding, padding_idx=0)
+            self.encoder = nn.LSTM(embedding, hidden, batch_first=True, bidirectional=True)
+            self.project = nn.Linear(2 * hidden, hidden)
+            self.score = nn.Linear(hidden, 1, bias=False)
+            self.attn = MaskedSoftmax()
+            self.head = nn.Linear(2 * hidden, 1)
 
     def hidden_states(self, input_ids: Tensor, mask: Tensor) -> Tensor:
         lengths = mask.sum(dim=1).clamp(min=1).cpu()
@@ -179,7 +183,6 @@ def train_classifier(
     model: BiLSTMClassifier, task: SentimentTask, epochs: int = 8, seed: int = 0, diversity: float = 0.0, lr: float = 1e-2
 ) -> BiLSTMClassifier:
     """Train with Adam on binary cross-entropy (+ ``diversity`` × conicity); returns the model in eval mode."""
-    torch.manual_seed(seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=1e-5)
     generator = torch.Generator().manual_seed(seed)
     model.train()

@@ -32,7 +32,7 @@ from torch import Tensor
 from pytest_attnfaith.adapters import Batch, Edit
 from pytest_attnfaith.checks._common import Context, fraction_result, replace_rows
 from pytest_attnfaith.errors import AttnFaithError
-from pytest_attnfaith.metrics import jsd, tvd
+from pytest_attnfaith.metrics import tvd
 from pytest_attnfaith.results import CheckResult
 
 MEANING = "a very different attention distribution gives the same output: the heat map is not the unique explanation"
@@ -96,9 +96,7 @@ def exact_max_jsd(alpha: Tensor, real: Tensor, vertex: Tensor, p1: Tensor, epsil
     log2 = math.log(2.0)
     # one-hot candidates e_i inside the slab
     m_single = 0.5 * (alpha + 1.0)
-    single = 0.5 * (-torch.log(m_single)) + 0.5 * (
-        (1 - alpha) * log2 + torch.xlogy(alpha, alpha) - torch.xlogy(alpha, m_single)
-    )
+    single = 0.5 * (-torch.log(m_single)) + 0.5 * ((1 - alpha) * log2 + torch.xlogy(alpha, alpha) - torch.xlogy(alpha, m_single))
     inside = real & (vertex >= lo) & (vertex <= hi)
     best = torch.where(inside, single, torch.zeros_like(single)).amax(dim=1)
     # two-token mixtures λ e_i + (1 − λ) e_j on a face d = bound
@@ -140,7 +138,7 @@ def search_max_jsd(context: Context, instances: Tensor) -> Tensor:
     best = torch.zeros(len(instances), device=device)
     stale = 0
     rows = instances.repeat_interleave(count).to(context.batch.input_ids.device)
-    size = options.batch_size
+    size = max(options.batch_size // count, 1) * count  # whole instances per chunk: the spread term pairs their adversaries
     for _ in range(options.adversarial_steps):
         optimizer.zero_grad()
         grad = torch.zeros_like(logits)
@@ -148,10 +146,14 @@ def search_max_jsd(context: Context, instances: Tensor) -> Tensor:
         for start in range(0, len(rows), size):
             part = slice(start, start + size)
             candidate = torch.softmax(logits[part].masked_fill(~real[part], float("-inf")), dim=1)
-            forward = context.model.forward(context.batch.select(rows[part]), Edit(replace_rows, {"weights": candidate}), grad=True)
+            forward = context.model.forward(
+                context.batch.select(rows[part]), Edit(replace_rows, {"weights": candidate}), grad=True
+            )
             distance = tvd(forward.probs, target[part])
-            divergence = jsd(candidate, alpha[part])
-            spread = _mean_pairwise_jsd(candidate.view(-1, count, candidate.shape[1]))
+            divergence = _masked_jsd(candidate, alpha[part], real[part])
+            spread = _mean_pairwise_jsd(
+                candidate.view(-1, count, candidate.shape[1]), real[part].view(-1, count, candidate.shape[1])
+            )
             loss = (-divergence + HINGE_WEIGHT * torch.relu(distance - HINGE_MARGIN)).sum() - spread.sum()
             (part_grad,) = torch.autograd.grad(loss, logits)
             grad += part_grad
@@ -167,12 +169,24 @@ def search_max_jsd(context: Context, instances: Tensor) -> Tensor:
     return best
 
 
-def _mean_pairwise_jsd(candidates: Tensor) -> Tensor:
+def _masked_jsd(p: Tensor, q: Tensor, real: Tensor) -> Tensor:
+    """JSD over the real positions only, with finite gradients (padding contributes nothing)."""
+    p = torch.where(real, p, torch.zeros_like(p))
+    q = torch.where(real, q, torch.zeros_like(q))
+    m = torch.where(real, 0.5 * (p + q), torch.ones_like(p))
+    safe_p = torch.where(real, p, torch.ones_like(p))
+    safe_q = torch.where(real, q, torch.ones_like(q))
+    kl_p = (p * (torch.log(safe_p.clamp(min=1e-30)) - torch.log(m.clamp(min=1e-30)))).sum(dim=-1)
+    kl_q = (q * (torch.log(safe_q.clamp(min=1e-30)) - torch.log(m.clamp(min=1e-30)))).sum(dim=-1)
+    return (0.5 * kl_p + 0.5 * kl_q).clamp(min=0.0)
+
+
+def _mean_pairwise_jsd(candidates: Tensor, real: Tensor) -> Tensor:
     """Mean JSD over pairs of the K adversaries of each instance (B, K, T) -> (B,)."""
     count = candidates.shape[1]
     if count < 2:
         return torch.zeros(candidates.shape[0], device=candidates.device)
-    pairwise = jsd(candidates.unsqueeze(2), candidates.unsqueeze(1))
+    pairwise = _masked_jsd(candidates.unsqueeze(2), candidates.unsqueeze(1), real.unsqueeze(2))
     return pairwise.sum(dim=(1, 2)) / (count * (count - 1))
 
 
@@ -193,7 +207,9 @@ def max_jsd(context: Context) -> tuple[np.ndarray, np.ndarray]:
                 "is not (use adversarial_method='auto' or 'search')"
             )
         if exact.any():
-            solved = exact_max_jsd(context.attention[exact], context.real[exact], vertex[exact], context.probs[exact, 1], context.options.epsilon)
+            solved = exact_max_jsd(
+                context.attention[exact], context.real[exact], vertex[exact], context.probs[exact, 1], context.options.epsilon
+            )
             values[exact] = solved
     todo = (defined & ~exact).nonzero().flatten()
     if len(todo):
