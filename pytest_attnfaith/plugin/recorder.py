@@ -23,6 +23,7 @@ from pytest_attnfaith.report.schema import Tests, session_document, write_json
 from pytest_attnfaith.report.terminal import summary_lines
 
 WORKER_KEY = "attnfaith"
+_SESSIONS: list[Recorder] = []
 STYLES = {"red": {"red": True}, "green": {"green": True}, "bold": {"bold": True}, "": {}}
 
 
@@ -37,15 +38,20 @@ class Recorder:
         self.comparison: dict[str, Any] | None = None
         self.written: list[tuple[str, Path]] = []
         self.baseline = self._baseline()
+        _SESSIONS.append(self)
         _recording.subscribe(self.record)
 
     def close(self) -> None:
         _recording.unsubscribe(self.record)
+        _SESSIONS.remove(self)
 
     def record(self, report: Any) -> None:
-        """Store one finished audit under the running test (audits outside a test are not recorded)."""
+        """Store one finished audit under the running test (audits outside a test are not recorded).
+
+        When pytest runs inside a test (``pytester``), the innermost session records alone.
+        """
         item = self.current
-        if item is None:
+        if item is None or _SESSIONS[-1] is not self:
             return
         data = json.loads(json.dumps(report.to_dict()))
         audits = self.tests.setdefault(item.nodeid, [])

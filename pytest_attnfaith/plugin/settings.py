@@ -3,7 +3,8 @@
 Precedence, lowest first: the library defaults < ``[tool.pytest.ini_options]`` keys
 ``attnfaith_<option>`` < the command line (``--attnfaith-option KEY=VALUE``, then
 ``--attnfaith-seed``) < ``@pytest.mark.attnfaith(**options)`` markers (module < class <
-function < ``pytest.param(marks=...)``) < the keyword arguments of the fixture's call.
+function < ``pytest.param(marks=...)``; of two markers on one function, the upper one) < the
+keyword arguments of the fixture's call.
 Every value is validated with ``validate_option`` as soon as it is read. Imports no torch.
 """
 
@@ -60,13 +61,16 @@ def configured_options(config: pytest.Config) -> dict[str, Any]:
     return {**ini_options(config), **command_line_options(config)}
 
 
-def marker_options(node: pytest.Item) -> dict[str, Any]:
-    """The options of every ``attnfaith`` marker on ``node``, the closest marker winning."""
+def marker_options(item: pytest.Item) -> dict[str, Any]:
+    """The options of every ``attnfaith`` marker on ``item``: module < class < function < ``pytest.param`` marks."""
     options: dict[str, Any] = {}
-    for mark in reversed(list(node.iter_markers(MARKER))):
-        if mark.args:
-            raise AttnFaithError(f"@pytest.mark.{MARKER} takes keyword options only (e.g. epsilon=0.1), got {mark.args!r}")
-        options.update({name: validate_option(name, value) for name, value in mark.kwargs.items()})
+    for node in item.listchain():
+        for mark in node.own_markers:
+            if mark.name != MARKER:
+                continue
+            if mark.args:
+                raise AttnFaithError(f"@pytest.mark.{MARKER} takes keyword options only (e.g. epsilon=0.1), got {mark.args!r}")
+            options.update({name: validate_option(name, value) for name, value in mark.kwargs.items()})
     return options
 
 

@@ -53,14 +53,15 @@ def _permutation(axes: Axes, check: dict[str, Any], options: dict[str, Any]) -> 
     filled = [(c, g) for c, g in zip(centres, groups, strict=True) if g]
     if filled:
         axes.boxplot([g for _, g in filled], positions=[c for c, _ in filled], widths=0.18, showfliers=False, manage_ticks=False)
-    axes.scatter(
-        [x for x, _, _ in pairs], [y for _, y, _ in pairs], s=10, alpha=0.6, c=[BAD if f else OK for *_, f in pairs], zorder=3
-    )
+    colours = [BAD if f else OK for *_, f in pairs]
+    xs, ys = [x for x, _, _ in pairs], [y for _, y, _ in pairs]
+    axes.scatter(xs, ys, s=16, alpha=0.7, c=colours, edgecolors="white", linewidths=0.4, zorder=3)
     axes.axhline(options["epsilon"], color=LINE, linestyle="--", linewidth=1, label=f"ε = {options['epsilon']:g}")
     axes.axvspan(options["peak"], 1.0, color=LINE, alpha=0.06, label=f"peaked (max α ≥ {options['peak']:g})")
     axes.set_xlim(0, 1)
     axes.set_xticks(edges)
-    axes.set_ylim(bottom=0)
+    top = max([options["epsilon"], *ys]) * 1.15
+    axes.set_ylim(-0.04 * top, top)
     axes.set_xlabel("max attention")
     axes.set_ylabel("median TVD of output, permuted")
     axes.set_title("permutation")

@@ -44,6 +44,7 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .heat td { text-align: center; font-variant-numeric: tabular-nums; font-size: 12px; border: 1px solid #fff; min-width: 38px; }
 .heat th { text-align: right; }
 .heat .tok { font-weight: 600; color: #1f2328; }
+.meaning { white-space: normal; color: #a40e26; }
 .note { background: #fff8c5; border: 1px solid #d4a72c; border-radius: 6px; padding: 8px 12px; }
 """
 
@@ -177,13 +178,14 @@ def _check_table(report: dict[str, Any]) -> str:
             check["statistic_name"],
             _number(check["statistic"]),
             f"{relation} {_number(check['threshold'])}",
-            "passed" if check["passed"] else "FAILED",
-            flag_count(check["instances"], check["flagged"], check.get("undefined", 0)),
         ]
+        count = flag_count(check["instances"], check["flagged"], check.get("undefined", 0))
+        meaning = "" if check["passed"] else check["meaning"]
         rows.append(
-            f'<tr class="{state}">'
+            "<tr>"
             + "".join(f"<td>{escape(cell)}</td>" for cell in cells)
-            + f'<td style="white-space: normal">{escape(check["meaning"])}</td></tr>'
+            + f'<td class="{state}">{"passed" if check["passed"] else "FAILED"}</td><td>{escape(count)}</td>'
+            + f'<td class="meaning">{escape(meaning)}</td></tr>'
         )
     return f'<div class="scroll"><table>{"".join(rows)}</table></div>'
 

@@ -24,7 +24,7 @@ def summary_lines(tests: Tests, verbosity: int = 0, width: int = 120, comparison
     counts = summary(tests)
     lines.append(
         (
-            f"{counts['audits']} audits in {counts['tests']} tests: {counts['failed_audits']} failed, "
+            f"{_count(counts['audits'], 'audit')} in {_count(counts['tests'], 'test')}: {counts['failed_audits']} failed, "
             f"{counts['failed_checks']} of {counts['checks']} checks failed",
             "red" if counts["failed_audits"] else "green",
         )
@@ -146,6 +146,10 @@ def _row(check: dict[str, Any]) -> tuple[str, ...]:
         "passed" if check["passed"] else "FAILED",
         flag_count(check["instances"], check["flagged"], check.get("undefined", 0)),
     )
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 def _number(value: float | None) -> str:
