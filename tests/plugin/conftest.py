@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 # In-process pytester runs drop the modules they imported; torch cannot be imported twice in a process.
-import pytest_attnfaith.assertions  # noqa: F401  (imports torch and the audit machinery once, here)
+import pytest_attnfaith.assertions  # imports torch and the audit machinery once, here
 import pytest_attnfaith.zoo  # noqa: F401
 
 MODEL_TESTS = """
