@@ -24,7 +24,7 @@ from pytest_attnfaith.metrics import jsd, restrict, tvd
 from pytest_attnfaith.options import Options, resolve_options
 
 KINDS: tuple[str, ...] = ("peaked", "flat", "dirichlet", "any")
-HALVINGS = 12
+HALVINGS = 8
 
 
 def real_positions(real: Tensor | Mapping[str, Any]) -> Tensor:
@@ -148,12 +148,13 @@ class _Bounded:
         self._check_reproduced()
 
     def outputs(self, attention: Tensor) -> Tensor:
-        with self.adapter.session(self.options):
-            return self.adapter.forward_many(self.batch, Edit(replace_rows, {"weights": attention}))
+        """The output distributions with ``attention`` written into every head of the read layer (in a session)."""
+        return self.adapter.forward_many(self.batch, Edit(replace_rows, {"weights": attention}))
 
     def _check_reproduced(self) -> None:
         """λ = 0 must be a valid candidate: the output with α̂ written back stays within ε."""
-        distance = tvd(self.outputs(self.original), self.probs)
+        with self.adapter.session(self.options):
+            distance = tvd(self.outputs(self.original), self.probs)
         bad = (distance > self.options.epsilon).nonzero().flatten()
         if len(bad):
             raise AttnFaithError(
@@ -166,14 +167,16 @@ class _Bounded:
         """Mix toward ``target``, halving λ per instance until TVD(p', p) ≤ ε (λ = 0 always is)."""
         target = target.to(self.original.device)
         lam = torch.tensor(mixture, dtype=torch.float32, device=self.original.device)
-        for _ in range(HALVINGS):
-            attention, distance = self._mix(lam, target)
-            over = distance > self.options.epsilon
-            if not bool(over.any()):
-                return AttentionCandidate(attention, self.original, lam, distance, jsd(attention, self.original))
-            lam = torch.where(over, lam / 2, lam)
-        lam = torch.where(over, torch.zeros_like(lam), lam)
-        attention, distance = self._mix(lam, target)
+        with self.adapter.session(self.options):
+            for _ in range(HALVINGS):
+                attention, distance = self._mix(lam, target)
+                over = distance > self.options.epsilon
+                if not bool(over.any()):
+                    break
+                lam = torch.where(over, lam / 2, lam)
+            else:
+                lam = torch.where(over, torch.zeros_like(lam), lam)
+                attention, distance = self._mix(lam, target)
         return AttentionCandidate(attention, self.original, lam, distance, jsd(attention, self.original))
 
     def _mix(self, lam: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:

@@ -122,7 +122,7 @@ class _Plan:
         self.vocabulary = vocabulary
         self.kinds = kinds
         self.substitutions = substitutions
-        self.distractors = distractors or vocabulary.pool
+        self.distractors = distractors
         self.ids_dtype = batch.input_ids.dtype
         self.mask_dtype = batch.attention_mask.dtype
         self.length = batch.length
@@ -145,7 +145,7 @@ class _Plan:
     @property
     def choices(self) -> int:
         """How many distinct token choices an edit may need (pool, distractors, alternatives)."""
-        sizes = [len(self.vocabulary.pool), len(self.distractors), 1]
+        sizes = [len(self.vocabulary.pool), len(self.distractors or ()), 1]
         sizes += [len(alternatives) for alternatives in (self.substitutions or {}).values()]
         return max(sizes)
 
@@ -188,12 +188,13 @@ class _Plan:
             return None
         position = editable[where % len(editable)]
         old = row[position].token
-        options = self.substitutions[old] if self.substitutions is not None else self.vocabulary.pool
-        new = options[choice % len(options)]
-        if new == old:
-            if len(options) < 2:
-                return None
-            new = options[(choice + 1) % len(options)]
+        if self.substitutions is not None:
+            alternatives = self.substitutions[old]
+            new: int | None = alternatives[choice % len(alternatives)]
+        else:
+            new = self.vocabulary.pick(choice, avoid=old)
+        if new is None:
+            return None
         row[position] = _Cell(new, False, row[position].extras)
         return position, old, new
 
@@ -211,7 +212,9 @@ class _Plan:
         slot = where % (len(editable) + 1)
         position = editable[slot] if slot < len(editable) else editable[-1] + 1
         neighbour = row[editable[min(slot, len(editable) - 1)]]
-        new = self.distractors[choice % len(self.distractors)]
+        new = self.distractors[choice % len(self.distractors)] if self.distractors else self.vocabulary.pick(choice)
+        if new is None:
+            return None
         row.insert(position, _Cell(new, False, neighbour.extras))
         return position, None, new
 

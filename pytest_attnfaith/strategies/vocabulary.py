@@ -7,7 +7,7 @@ token -> id such as ``tokenizer.get_vocab()``), or both (the vocabulary then res
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pytest_attnfaith.errors import AttnFaithError
@@ -25,6 +25,25 @@ class Vocabulary:
     mask_token_id: int | None = None
     pad_token_id: int = 0
     size: int | None = None
+    _whole: dict[int, bool] = field(default_factory=dict, repr=False)
+
+    def pick(self, choice: int, avoid: int | None = None) -> int | None:
+        """The first pool token at or after index ``choice`` (cyclically) that is not ``avoid`` and,
+        with a tokenizer, re-tokenizes to itself (a whole token, e.g. not a lone "##ing" or "[unused3]")."""
+        for step in range(len(self.pool)):
+            token = self.pool[(choice + step) % len(self.pool)]
+            if token != avoid and self.is_whole(token):
+                return token
+        return None
+
+    def is_whole(self, token: int) -> bool:
+        """True when decoding ``token`` alone and tokenizing the text gives back exactly ``token``."""
+        if self.tokenizer is None:
+            return True
+        if token not in self._whole:
+            text = self.tokenizer.decode([token])
+            self._whole[token] = list(self.tokenizer(text, add_special_tokens=False)["input_ids"]) == [token]
+        return self._whole[token]
 
     def lookup(self, token: int | str, what: str) -> int:
         """The id of ``token`` (an id, or a token string of the vocabulary)."""

@@ -91,6 +91,7 @@ def test_tokenizer_edits_leave_special_tokens_and_padding_in_place(
         tokens = unpadded(x, row)
         assert tokens[0] == tok.cls_token_id and tokens[-1] == tok.sep_token_id
         assert tok.cls_token_id not in tokens[1:-1] and tok.sep_token_id not in tokens[1:-1]
+        assert minilm_tokenizer(x.texts[row], add_special_tokens=False)["input_ids"] == tokens, "the text re-tokenizes to the ids"
         flagged = special[row][mask[row]].tolist()
         assert flagged == [True] + [False] * (len(tokens) - 2) + [True]
     assert bool(special[~mask].all()), "padding is flagged special, as the tokenizer does"
