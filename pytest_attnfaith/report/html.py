@@ -8,6 +8,7 @@ matplotlib the page keeps every table and says that the figures need the ``repor
 
 from __future__ import annotations
 
+import importlib
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -75,10 +76,9 @@ def write_html(path: str | Path, document: dict[str, Any]) -> Path:
 
 def _figures_module() -> Any:
     try:
-        from pytest_attnfaith.report import figures
+        return importlib.import_module("pytest_attnfaith.report.figures")
     except ImportError:
         return None
-    return figures
 
 
 def _header(document: dict[str, Any]) -> str:
