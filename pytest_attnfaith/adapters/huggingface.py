@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from pytest_attnfaith.adapters import hf_fast
 from pytest_attnfaith.adapters.base import AttentionModel, Edit, Forward
 from pytest_attnfaith.adapters.inputs import Batch
 from pytest_attnfaith.adapters.softmax import SoftmaxInterceptor
@@ -61,6 +62,10 @@ class HuggingFaceModel(AttentionModel):
         self._recorded: list[Tensor] = []
         self._query: Tensor | None = None
         self._loaded_tokenizer = False
+        self._stack: hf_fast.Stack | None = None
+        self._cache: hf_fast.HiddenCache | None = None
+        self._verified: dict[int, bool] = {}
+        self.fast_passes = 0
 
     # -- session --------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -74,7 +79,7 @@ class HuggingFaceModel(AttentionModel):
                 "use aggregation='attention'"
             )
         saved = _implementations(self.module)
-        self.layers = []
+        self.layers, self._cache, self._verified, self.fast_passes = [], None, {}, 0
         try:
             if self.path == "interface":
                 self.module.set_attn_implementation(hf_interface.register())  # type: ignore[operator]
@@ -122,6 +127,8 @@ class HuggingFaceModel(AttentionModel):
         if not self.layers:
             self.path = "softmax"
             self.layers = _blocks(self.module)
+        else:
+            self._stack = hf_fast.find_stack(self.module, [layer.module for layer in self.layers])
         self.default_query = "last" if any(layer.causal for layer in self.layers) else "first"
 
     def chosen_layer(self) -> int:
@@ -152,8 +159,51 @@ class HuggingFaceModel(AttentionModel):
             with interceptor.installed(), interceptor.active():
                 output = self.module(**kwargs)
         else:
-            output = self.module(**kwargs)
+            output = self._run(kwargs)
         return self._logits(output, kwargs.get("attention_mask"))
+
+    def _fast_layer(self) -> int | None:
+        """The chosen layer, when passes may start from it (never for gradients to the embeddings or rollout)."""
+        if self._probing or self._stack is None or self._capture_embeddings or self.options.aggregation == "rollout":
+            return None
+        layer = self.chosen_layer()
+        return layer if layer > 0 and self._verified.get(layer, True) else None
+
+    def _run(self, kwargs: dict[str, Any]) -> Any:
+        """Run the model: from the chosen layer on cached hidden states where possible, else in full."""
+        layer = self._fast_layer()
+        if layer is None:
+            return self.module(**kwargs)
+        keys = hf_fast.row_keys(kwargs, int(kwargs["input_ids"].shape[0]))
+        hidden = self._cache.rows(keys) if self._cache is not None and self._cache.layer == layer else None
+        if hidden is not None and self._verified.get(layer):
+            self.fast_passes += 1
+            return self._from_layer(kwargs, layer, hidden)
+        if torch.is_grad_enabled() or (self.tap.armed is not None and self.tap.armed.edit is not None):
+            return self.module(**kwargs)
+        return self._record(kwargs, layer, keys)
+
+    def _record(self, kwargs: dict[str, Any], layer: int, keys: list[bytes]) -> Any:
+        """A full pass that caches the hidden states entering ``layer``, checked once against the shortcut."""
+        entering: list[Tensor] = []
+        with hf_fast.recording(self._stack, layer, entering):  # type: ignore[arg-type]
+            output = self.module(**kwargs)
+        if len(entering) != 1 or (self._cache is not None and self._cache.layer == layer):
+            return output
+        self._cache = hf_fast.HiddenCache(layer, keys, entering[0])
+        if layer not in self._verified:
+            armed = self.tap.disarm()
+            try:
+                shortcut = self._from_layer(kwargs, layer, entering[0])
+            finally:
+                self.tap.arm(armed)  # type: ignore[arg-type]
+            self._verified[layer] = torch.allclose(logits_of(shortcut).float(), logits_of(output).float(), atol=1e-5, rtol=1e-4)
+        return output
+
+    def _from_layer(self, kwargs: dict[str, Any], layer: int, hidden: Tensor) -> Any:
+        self._calls = layer
+        with hf_fast.from_layer(self._stack, layer, hidden):  # type: ignore[arg-type]
+            return self.module(**kwargs)
 
     def attend(
         self, eager: Any, module: nn.Module, query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None, **kwargs: Any
@@ -272,8 +322,15 @@ class HuggingFaceModel(AttentionModel):
             "replaced": f"layer {chosen}: the query row of every head",
             "query": "last real token" if self.default_query == "last" else "first token (CLS)",
             "output": "next-token distribution at the last real token" if type(self.module).can_generate() else "logits",  # type: ignore[attr-defined]
-            "forward": "full",
+            "forward": self._forward_text(chosen),
         }
+
+    def _forward_text(self, chosen: int | None) -> str:
+        if self.fast_passes:
+            return f"counterfactual passes from layer {chosen} on cached hidden states ({self.fast_passes} passes); others full"
+        if chosen is not None and self._verified.get(chosen) is False:
+            return "full (the shortcut from cached hidden states disagreed with the full pass)"
+        return "full"
 
     def _read_text(self) -> str:
         head = "mean over heads" if self.options.head == "mean" else f"head {self.options.head}"

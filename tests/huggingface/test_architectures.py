@@ -163,3 +163,19 @@ def test_mixed_lengths_from_a_second_batch_reuse_the_adapter(tiny):
     first = af.audit(adapter, token_batch(length=7), checks=["uniform"])
     second = af.audit(adapter, token_batch(length=11, seed=3), checks=["uniform"], layer=0)
     assert first.model["layer"] == 1 and second.model["layer"] == 0
+
+
+@pytest.mark.parametrize("name", ["bert", "roberta", "distilbert", "gpt2", "llama"])
+def test_counterfactual_passes_from_cached_hidden_states_equal_full_passes(tiny, batch, name):
+    one_hot = torch.zeros(batch["input_ids"].shape)
+    one_hot[:, 1] = 1.0
+    edit = Edit(lambda rows, real, weights: weights.unsqueeze(1).expand_as(rows), {"weights": one_hot})
+    _, full = session_forward(tiny[name], batch, edit)
+    adapter = HuggingFaceModel(tiny[name])
+    with adapter.session(resolve_options()):
+        adapter.forward(prepare_batch(batch))
+        shortcut = adapter.forward(prepare_batch(batch), edit)
+        assert adapter.fast_passes == 1
+        assert adapter.describe()["forward"].startswith("counterfactual passes from layer 1 on cached hidden states")
+    assert torch.allclose(shortcut.probs, full.probs, atol=1e-6)
+    assert torch.allclose(shortcut.rows, full.rows, atol=1e-6)
