@@ -20,7 +20,7 @@ from pytest_attnfaith.worst import defined
 
 OK, BAD, LINE = "#4c72b0", "#cf222e", "#57606a"
 PANEL_ORDER = ("permutation", "adversarial", "gradient", "loo")
-STYLE = {
+STYLE: dict[str, Any] = {
     "svg.fonttype": "none",
     "font.size": 9,
     "axes.spines.top": False,
@@ -35,7 +35,8 @@ def audit_figure(report: dict[str, Any], salt: str) -> str | None:
     panels = [name for name in PANEL_ORDER if name in report["checks"]]
     if not panels:
         return None
-    with mpl.rc_context({**STYLE, "svg.hashsalt": salt}):
+    style: Any = {**STYLE, "svg.hashsalt": salt}
+    with mpl.rc_context(style):
         figure = Figure(figsize=(3.3 * len(panels), 2.9), layout="constrained")
         for axes, name in zip(figure.subplots(1, len(panels), squeeze=False)[0], panels, strict=True):
             DRAW[name](axes, report["checks"][name], report["options"])

@@ -209,7 +209,7 @@ def _heat_map(report: dict[str, Any], index: int, reasons: list[str]) -> str:
     caption = f"instance {index}" + (f", worst for {', '.join(reasons)}" if reasons else "")
     lines = ["<tr><th></th>" + "".join(f'<td class="tok">{escape(token)}</td>' for token in row_tokens) + "</tr>"]
     for name, values in rows.items():
-        top = max((v for v in values if defined(v)), default=0.0) or 1.0
+        top = max((abs(v) for v in values if v is not None and defined(v)), default=0.0) or 1.0
         cells = "".join(_heat_cell(name, v, top) for v in values)
         lines.append(f"<tr><th>{escape(name)}</th>{cells}</tr>")
     return f'<div class="meta">{escape(caption)}</div><div class="scroll"><table class="heat">{"".join(lines)}</table></div>'
@@ -218,7 +218,7 @@ def _heat_map(report: dict[str, Any], index: int, reasons: list[str]) -> str:
 def _heat_cell(name: str, value: float | None, top: float) -> str:
     if not defined(value):
         return '<td class="na">–</td>'
-    alpha = max(0.0, min(1.0, abs(value) / top))  # type: ignore[arg-type]
+    alpha = max(0.0, min(1.0, abs(value or 0.0) / top))
     colour = "#fff" if alpha > 0.55 else "#1f2328"
     return f'<td style="background: rgba({ROW_COLOURS.get(name, "87, 96, 106")}, {alpha:.2f}); color: {colour}">{value:.2f}</td>'
 
