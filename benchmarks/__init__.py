@@ -1,0 +1,1 @@
+"""Benchmarks and reproductions of published results (not part of ``make test``)."""
