@@ -17,7 +17,7 @@ from pytest_attnfaith.strategies import AttentionCandidate, attention_distributi
 from pytest_attnfaith.zoo import SCALE, ZooModel
 
 FEW = settings(max_examples=30, deadline=None, database=None)
-FIRST_FOUND = settings(database=None, max_examples=100, phases=[Phase.generate])
+FIRST_FOUND = settings(database=None, deadline=None, max_examples=100, phases=[Phase.generate])
 REAL = torch.tensor([[1, 1, 1, 1, 0, 0], [0, 1, 1, 1, 1, 1], [1, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0]])
 
 
@@ -53,7 +53,7 @@ def test_permutations_move_real_positions_among_themselves(index: torch.Tensor) 
 
 
 def test_peaked_rows_shrink_to_one_hot_on_the_first_real_position() -> None:
-    alpha = find(attention_distributions(REAL[1:2], "peaked"), lambda a: True, settings=settings(database=None))
+    alpha = find(attention_distributions(REAL[1:2], "peaked"), lambda a: True, settings=settings(database=None, deadline=None))
     assert alpha.tolist() == [[0.0, 1.0, 0.0, 0.0, 0.0, 0.0]]
 
 

@@ -40,7 +40,7 @@ def test_perturbed_reviews_decode_and_audit_without_their_special_tokens(
     x = data.draw(review_edits)
     for row, text in enumerate(x.texts):
         real = x["input_ids"][row][x["attention_mask"][row].bool()].tolist()
-        assert text.startswith("[CLS] ") and text.endswith(" [SEP]") and minilm_tokenizer.decode(real) == text
+        assert text.startswith("[CLS]") and text.endswith("[SEP]") and minilm_tokenizer.decode(real) == text
         assert minilm_tokenizer(text, add_special_tokens=False)["input_ids"] == real
     report = af.audit(minilm_classifier, x, checks=("erasure",))
     content = (x["attention_mask"].bool() & ~x["special_tokens_mask"].bool()).sum(dim=1).tolist()

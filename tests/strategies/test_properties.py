@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import torch
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, find, given, settings
 from hypothesis.errors import InvalidArgument
 
 import pytest_attnfaith as af
@@ -94,11 +94,8 @@ def test_erasure_property_survives_label_preserving_edits(x: PerturbedInputs) ->
 
 
 def test_erasure_failure_names_the_edited_text(zoo_inputs: Any) -> None:
-    from hypothesis import find
-
-    x = find(
-        perturbed(zoo_inputs, vocabulary=NEUTRAL, edits=("swap",)), lambda x: len(x.edits) == 1, settings=settings(database=None)
-    )
+    strategy = perturbed(zoo_inputs, vocabulary=NEUTRAL, edits=("swap",))
+    x = find(strategy, lambda x: len(x.edits) == 1, settings=settings(database=None, deadline=None))
     with pytest.raises(af.AttentionNotFaithful, match="erasure") as failure:
         assert_erasure_property(wrapped(ZooModel("unused")), x, margin=0.01)
     message = str(failure.value)

@@ -19,6 +19,7 @@ NEUTRAL = tuple(range(max(DISTRACTORS) + 1, VOCAB))
 
 SYNONYMS = {"good": ["great", "fine"], "dull": ["boring"]}
 FEW = settings(max_examples=40, deadline=None, database=None)
+QUIET = settings(deadline=None, database=None)  # for find(): no example database written
 
 
 def unpadded(inputs: Any, row: int) -> list[int]:
@@ -119,27 +120,29 @@ def test_substitutions_come_only_from_the_synonym_list(
 def test_left_padded_base_stays_left_padded() -> None:
     ids = torch.tensor([[0, 0, 20, 21], [22, 23, 24, 25]])
     base = {"input_ids": ids, "attention_mask": (ids != 0).long()}
-    example = find(perturbed(base, vocabulary=NEUTRAL, edits=("delete",)), lambda x: any(e.row == 1 for e in x.edits))
+    example = find(
+        perturbed(base, vocabulary=NEUTRAL, edits=("delete",)), lambda x: any(e.row == 1 for e in x.edits), settings=QUIET
+    )
     assert example["attention_mask"].tolist() == [[0, 0, 1, 1], [0, 1, 1, 1]]
     assert example["input_ids"][1, 0] == 0
 
 
 def test_shrinks_to_one_edit_when_one_suffices(zoo_inputs: Any) -> None:
     strategy = perturbed(zoo_inputs, vocabulary=NEUTRAL, distractors=DISTRACTORS, max_edits=5)
-    example = find(strategy, lambda x: any(e.kind == "insert" and e.new == DISTRACTORS[-1] for e in x.edits))
+    example = find(strategy, lambda x: any(e.kind == "insert" and e.new == DISTRACTORS[-1] for e in x.edits), settings=QUIET)
     assert len(example.edits) == 1
     assert example.edits[0].new == DISTRACTORS[-1] and example.edits[0].row == 0 and example.edits[0].position == 0
 
 
 def test_no_edit_budget_gives_the_base(zoo_inputs: Any) -> None:
-    example = find(perturbed(zoo_inputs, vocabulary=NEUTRAL, max_edits=0), lambda x: True)
+    example = find(perturbed(zoo_inputs, vocabulary=NEUTRAL, max_edits=0), lambda x: True, settings=QUIET)
     assert example.edits == ()
     assert torch.equal(example["input_ids"], zoo_inputs["input_ids"])
 
 
 def test_repr_shows_the_edits_and_the_edited_text(minilm_tokenizer: Any, review_batch: Any) -> None:
     strategy = perturbed(review_batch, tokenizer=minilm_tokenizer, substitutions={"good": ["great"]}, edits=("substitute",))
-    example = find(strategy, lambda x: len(x.edits) == 1 and x.edits[0].row == 0)
+    example = find(strategy, lambda x: len(x.edits) == 1 and x.edits[0].row == 0, settings=QUIET)
     expected = "PerturbedInputs(1 edit\n  row 0: substitute 'good' -> 'great' at 4\n  row 0: '[CLS] the movie was great [SEP]')"
     assert repr(example) == expected
     assert example.texts[1] == "[CLS] a terrible plot [SEP]"
