@@ -91,8 +91,9 @@ def run_audit(args: argparse.Namespace) -> int:
     for path in (args.json, args.html):
         if path is not None and not path.parent.is_dir():
             raise UsageError(f"cannot write {path}: folder {path.parent} does not exist")
+    lines = read_lines(args.inputs, args.limit)
     model, tokenizer = load_model(args.model, args.task)
-    inputs = load_inputs(args.inputs, tokenizer, args.max_length, args.limit)
+    inputs = parse_inputs(lines, args.inputs, tokenizer, args.max_length)
     import pytest_attnfaith as af
     from pytest_attnfaith.adapters import is_huggingface_model
 
@@ -218,8 +219,8 @@ def _folder_tokenizer(transformers: Any, folder: Path) -> Any:
 # -- the inputs -------------------------------------------------------------------------------
 
 
-def load_inputs(path: Path, tokenizer: Any, max_length: int = 128, limit: int | None = None) -> dict[str, Any]:
-    """A batch ``{"input_ids", "attention_mask", ...}`` from a text or JSONL file."""
+def read_lines(path: Path, limit: int | None = None) -> list[str]:
+    """The non-empty lines of INPUTS (the first ``limit``), read before any model is loaded."""
     if not path.is_file():
         raise UsageError(f"INPUTS {path} does not exist; expected a text file (one input per line) or a .jsonl file")
     lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
@@ -227,6 +228,11 @@ def load_inputs(path: Path, tokenizer: Any, max_length: int = 128, limit: int | 
         lines = lines[:limit]
     if not lines:
         raise UsageError(f"INPUTS {path} has no inputs; expected one input per line")
+    return lines
+
+
+def parse_inputs(lines: list[str], path: Path, tokenizer: Any, max_length: int = 128) -> dict[str, Any]:
+    """A batch ``{"input_ids", "attention_mask", ...}`` from the lines of a text or JSONL file."""
     if path.suffix.lower() in JSONL_SUFFIXES:
         records = [_record(line, path, number) for number, line in enumerate(lines, 1)]
         if all("text" in record for record in records):

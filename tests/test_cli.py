@@ -1,0 +1,174 @@
+"""The ``attnfaith audit`` command: exit status 0 / 1 / 2, its reports, and both kinds of MODEL."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from pytest_attnfaith.cli import main
+from pytest_attnfaith.zoo import sentiment_task
+
+FACTORY_MODULE = "attnfaith_cli_models"
+FAST = ["--checks", "permutation,uniform,erasure", "--option", "permutations=8"]
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A folder with a factory module (zoo models, known verdicts) and a JSONL file of token ids."""
+    (tmp_path / f"{FACTORY_MODULE}.py").write_text(
+        textwrap.dedent(
+            """
+            import torch
+            import pytest_attnfaith as af
+            from pytest_attnfaith.zoo import ZooModel
+
+            def faithful():
+                return af.wrap(ZooModel("faithful"), attention="attn", embeddings="embed")
+
+            def unused():
+                return af.wrap(ZooModel("unused"), attention="attn", embeddings="embed")
+
+            def plain():
+                return torch.nn.Linear(2, 2)
+
+            NOT_CALLABLE = 3
+            """
+        )
+    )
+    task = sentiment_task(12, seed=5)
+    rows = [
+        [i for i, keep in zip(ids, mask, strict=True) if keep]
+        for ids, mask in zip(task.input_ids.tolist(), task.attention_mask.tolist(), strict=True)
+    ]
+    (tmp_path / "inputs.jsonl").write_text("".join(json.dumps({"input_ids": ids, "label": 1}) + "\n" for ids in rows))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, FACTORY_MODULE, raising=False)
+    return tmp_path
+
+
+def only_report(path: Path) -> dict:
+    document = json.loads(path.read_text())
+    (reports,) = document["tests"].values()
+    (report,) = reports
+    return report
+
+
+def test_faithful_factory_model_exits_0_and_writes_the_session_json(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    status = main(["audit", f"{FACTORY_MODULE}:faithful", "inputs.jsonl", "--json", "out.json", *FAST])
+    assert status == 0
+    report = only_report(workdir / "out.json")
+    assert report["passed"] is True
+    assert set(report["checks"]) == {"permutation", "uniform", "erasure"}
+    assert report["instances"]["count"] == 12
+    assert "passed" in capsys.readouterr().out
+
+
+def test_decorative_factory_model_exits_1_naming_the_failed_question(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    status = main(["audit", f"{FACTORY_MODULE}:unused", "inputs.jsonl", *FAST])
+    assert status == 1
+    assert "FAILED (used answered no)" in capsys.readouterr().out
+
+
+def test_flags_and_generic_options_reach_the_audit(workdir: Path) -> None:
+    argv = ["audit", f"{FACTORY_MODULE}:faithful", "inputs.jsonl", "--json", "out.json", "--seed", "3", "--epsilon", "0.1"]
+    argv += ["--require", "used", "--checks", "uniform", "--option", "worst=1", "--limit", "5"]
+    assert main(argv) == 0
+    report = only_report(workdir / "out.json")
+    assert report["options"]["seed"] == 3
+    assert report["options"]["epsilon"] == 0.1
+    assert report["options"]["worst"] == 1
+    assert report["required"] == ["used"]
+    assert report["instances"]["count"] == 5
+
+
+def test_html_report_is_written(workdir: Path) -> None:
+    status = main(["audit", f"{FACTORY_MODULE}:unused", "inputs.jsonl", "--html", "report.html", "--checks", "uniform"])
+    assert status == 1
+    page = (workdir / "report.html").read_text()
+    assert page.startswith("<!DOCTYPE html>")
+    assert f"{FACTORY_MODULE}:unused" in page
+
+
+@pytest.mark.parametrize(
+    ("model", "inputs", "extra", "message"),
+    [
+        ("{m}:faithful", "missing.jsonl", [], "missing.jsonl does not exist"),
+        ("{m}:nope", "inputs.jsonl", [], "has no attribute 'nope'"),
+        ("{m}:NOT_CALLABLE", "inputs.jsonl", [], "expected a callable"),
+        ("{m}:plain", "inputs.jsonl", [], "returned a Linear"),
+        ("no_such_module_xyz:build", "inputs.jsonl", [], "cannot import 'no_such_module_xyz'"),
+        ("not a model", "inputs.jsonl", [], "neither a folder nor module:factory"),
+        ("{m}:faithful", "inputs.jsonl", ["--option", "epsilo=0.1"], "did you mean 'epsilon'"),
+        ("{m}:faithful", "inputs.jsonl", ["--option", "permutations"], "expected KEY=VALUE"),
+        ("{m}:faithful", "inputs.jsonl", ["--epsilon", "2"], "option epsilon=2 is not valid"),
+        ("{m}:faithful", "texts.txt", [], "holds text but the model has no tokenizer"),
+        ("{m}:faithful", "broken.jsonl", [], "broken.jsonl:2 is not valid JSON"),
+        ("{m}:faithful", "empty.txt", [], "has no inputs"),
+        ("{m}:faithful", "inputs.jsonl", ["--json", "nowhere/out.json"], "folder nowhere does not exist"),
+    ],
+)
+def test_bad_input_exits_2_with_a_message_and_no_traceback(
+    workdir: Path, capsys: pytest.CaptureFixture[str], model: str, inputs: str, extra: list[str], message: str
+) -> None:
+    (workdir / "texts.txt").write_text("a fine film\n")
+    (workdir / "broken.jsonl").write_text('{"input_ids": [3, 4]}\n{"input_ids": [3,\n')
+    (workdir / "empty.txt").write_text("\n \n")
+    status = main(["audit", model.format(m=FACTORY_MODULE), inputs, *extra])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert err.startswith("attnfaith: error: ")
+    assert message in err
+    assert "Traceback" not in err
+
+
+def test_console_process_exits_2_on_bad_input_without_traceback(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest_attnfaith.cli", "audit", "pkg:factory", str(tmp_path / "none.txt")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "does not exist" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def tiny_bert_folder(folder: Path) -> Path:
+    """A random 2-layer BERT sequence classifier and a word-level tokenizer, saved as a user would."""
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+
+    folder.mkdir()
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "fine", "film", "awful", "plot", "the", "was", "great"]
+    tokenizer = BertTokenizerFast(vocab={word: index for index, word in enumerate(words)})
+    config = BertConfig(
+        vocab_size=len(words), hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32, num_labels=2
+    )
+    config.architectures = ["BertForSequenceClassification"]
+    BertForSequenceClassification(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def test_hugging_face_folder_with_text_inputs_shows_its_tokens(tmp_path: Path) -> None:
+    pytest.importorskip("transformers")
+    folder = tiny_bert_folder(tmp_path / "model")
+    (tmp_path / "texts.txt").write_text("a fine film\nthe plot was awful\n\nthe film was great\n")
+    status = main(["audit", str(folder), str(tmp_path / "texts.txt"), "--json", str(tmp_path / "out.json"), *FAST])
+    assert status in (0, 1)
+    report = only_report(tmp_path / "out.json")
+    assert report["model"]["class"] == "BertForSequenceClassification"
+    assert report["instances"]["count"] == 3
+    assert report["instances"]["tokens"][1] == ["the", "plot", "was", "awful"]
+    assert report["passed"] is (status == 0)
+
+
+def test_folder_without_config_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "texts.txt").write_text("a fine film\n")
+    assert main(["audit", str(tmp_path), str(tmp_path / "texts.txt")]) == 2
+    assert "has no config.json" in capsys.readouterr().err
