@@ -1,13 +1,14 @@
-"""The demo (``make demo``): Jain & Wallace's BiLSTM and its decorative twin, audited in seconds.
+"""The demo (``make demo``): Jain & Wallace's BiLSTM, a faithful-by-training one and a decorative twin.
 
     python -m pytest_attnfaith.demo --json attnfaith-demo.json
 
-Trains the J&W BiLSTM with additive attention and its mean-pooled twin (same attention, unused by
-the head) on the generated sentiment task, audits both, prints the verdicts, then runs the
-``attnfaith audit`` command on a bundled default (the packaged MiniLM with a sentiment head, or
-the BiLSTM through ``module:factory``). Writes every report to one JSON file (the plugin's session
-schema) and, when asked, an HTML page. Exits 0 when the verdicts are the expected ones: the
-trained BiLSTM's attention is used, the twin's is not.
+Trains three J&W BiLSTMs with additive attention on the generated sentiment task: vanilla, with
+Mohankumar et al.'s conicity penalty (faithful by training), and the mean-pooled twin (same
+attention, unused by the head). Audits them, prints the verdicts, then runs the ``attnfaith audit``
+command on a bundled default (the packaged MiniLM with a sentiment head, or the conicity BiLSTM
+through ``module:factory``). Writes every report to one JSON file (the plugin's session schema)
+and, when asked, an HTML page. Exits 0 when the verdicts are the expected ones: the conicity
+BiLSTM's attention is used and agrees, the twin's is not used.
 """
 
 from __future__ import annotations
@@ -33,21 +34,36 @@ NEGATIVE_WORDS = ("awful", "terrible", "boring", "dreadful", "dull", "clumsy")
 FILLER_WORDS = ("the", "movie", "film", "plot", "actors", "story", "was", "is", "and", "a", "with", "this", "it", "of", "scenes")
 
 
+MODELS: dict[str, tuple[str, float]] = {  # name: (readout, conicity penalty)
+    "bilstm (vanilla)": ("attention", 0.0),
+    "bilstm (conicity λ=0.3)": ("attention", 0.3),
+    "bilstm twin (mean readout)": ("mean", 0.0),
+}
+FAITHFUL, DECORATIVE = "bilstm (conicity λ=0.3)", "bilstm twin (mean readout)"
+LENGTH = 16  # sentences of 6..16 tokens, as in docs/thresholds.md
+AUDIT_SEED = 99  # the held-out sentences of docs/thresholds.md
+
+
 def trained_bilstm(
-    readout: str = "attention", train: int = 512, epochs: int = 4, seed: int = 0
+    readout: str = "attention", diversity: float = 0.0, train: int = 1000, epochs: int = 4, seed: int = 0
 ) -> tuple[BiLSTMClassifier, float]:
-    """The J&W BiLSTM (``readout="mean"``: its decorative twin), trained in seconds; with its held-out accuracy."""
+    """The J&W BiLSTM, trained in seconds, and its held-out accuracy.
+
+    ``diversity``: weight of Mohankumar et al.'s (2020) conicity penalty, which makes the hidden states
+    differ so that the attention must pick the evidence; ``readout="mean"``: the decorative twin.
+    """
     torch.manual_seed(seed)
-    model = train_classifier(BiLSTMClassifier(readout=readout), sentiment_task(train, seed=seed), epochs=epochs, seed=seed)
-    held_out = sentiment_task(256, seed=seed + 1000)
+    task = sentiment_task(train, seed=seed, length=LENGTH)
+    model = train_classifier(BiLSTMClassifier(readout=readout, seed=seed), task, epochs=epochs, seed=seed, diversity=diversity)
+    held_out = sentiment_task(256, seed=seed + 1000, length=LENGTH)
     with torch.no_grad():
         predicted = (model(held_out.input_ids, held_out.attention_mask) > 0).long()
     return model, float((predicted == held_out.labels).float().mean())
 
 
 def bilstm() -> Any:
-    """``module:factory`` for ``attnfaith audit``: the trained BiLSTM, wrapped."""
-    model, _ = trained_bilstm()
+    """``module:factory`` for ``attnfaith audit``: the BiLSTM trained with the conicity penalty, wrapped."""
+    model, _ = trained_bilstm(*MODELS[FAITHFUL])
     return af.wrap(model, attention="attn", embeddings="embed")
 
 
@@ -88,13 +104,13 @@ def minilm_sentiment(train: int = 128, steps: int = 200) -> tuple[Any, Any]:
     return model, tokenizer
 
 
-def audit_twins(train: int, test: int, epochs: int, seed: int) -> dict[str, list[dict[str, Any]]]:
-    """Train and audit the BiLSTM and its twin; print each verdict; return the reports by name."""
-    inputs = sentiment_task(test, seed=seed + 1).inputs()
+def audit_models(train: int, test: int, epochs: int, seed: int) -> dict[str, list[dict[str, Any]]]:
+    """Train and audit the three BiLSTMs; print each verdict; return the reports by name."""
+    inputs = sentiment_task(test, seed=AUDIT_SEED, length=LENGTH).inputs()
     tests: dict[str, list[dict[str, Any]]] = {}
-    for name, readout in (("bilstm (attention readout)", "attention"), ("bilstm twin (mean readout)", "mean")):
+    for name, settings in MODELS.items():
         start = time.perf_counter()
-        model, accuracy = trained_bilstm(readout, train, epochs, seed)
+        model, accuracy = trained_bilstm(*settings, train=train, epochs=epochs, seed=seed)
         report = af.audit(af.wrap(model, attention="attn", embeddings="embed"), inputs, seed=seed)
         print(f"\n== {name}: held-out accuracy {accuracy:.2f}, trained and audited in {time.perf_counter() - start:.1f} s")
         print(report.summary())
@@ -118,7 +134,7 @@ def run_command(which: str, workdir: Path, test: int, seed: int) -> tuple[list[s
             "permutations=20",
         ]
     else:
-        task = sentiment_task(test, seed=seed + 2)
+        task = sentiment_task(test, seed=AUDIT_SEED + 1, length=LENGTH)
         inputs = workdir / "inputs.jsonl"
         rows = [
             [i for i, keep in zip(ids, mask, strict=True) if keep]
@@ -143,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--json", type=Path, default=Path("attnfaith-demo.json"), help="where to write the reports (default attnfaith-demo.json)"
     )
     parser.add_argument("--html", type=Path, help="also write the HTML report here")
-    parser.add_argument("--train", type=int, default=512, help="training sentences (default 512)")
+    parser.add_argument("--train", type=int, default=1000, help="training sentences (default 1000)")
     parser.add_argument("--test", type=int, default=64, help="audited sentences (default 64)")
     parser.add_argument("--epochs", type=int, default=4, help="training epochs (default 4)")
     parser.add_argument("--seed", type=int, default=0)
@@ -158,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    tests = audit_twins(args.train, args.test, args.epochs, args.seed)
+    tests = audit_models(args.train, args.test, args.epochs, args.seed)
     if args.command_model != "none":
         with tempfile.TemporaryDirectory() as workdir:
             command, _, document = run_command(args.command_model, Path(workdir), args.test, args.seed)
@@ -176,14 +192,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def expected_verdicts(tests: dict[str, list[dict[str, Any]]]) -> bool:
-    """The trained BiLSTM's attention is used; its twin's is not."""
-    used = {name: reports[0]["answers"]["used"] for name, reports in tests.items()}
-    ok = used["bilstm (attention readout)"] is True and used["bilstm twin (mean readout)"] is False
-    print(
-        "demo verdicts as expected: the BiLSTM's attention is used, its twin's is decorative"
-        if ok
-        else f"unexpected verdicts: used = {used}"
-    )
+    """The conicity-trained BiLSTM's attention is used and agrees; the twin's is not used."""
+    faithful, decorative = tests[FAITHFUL][0]["answers"], tests[DECORATIVE][0]["answers"]
+    ok = faithful["used"] is True and faithful["agrees"] is True and decorative["used"] is False
+    if ok:
+        print(f"as expected: {FAITHFUL} attention is used and agrees; {DECORATIVE} attention is decorative")
+    else:
+        print(f"unexpected verdicts: {FAITHFUL} {faithful}, {DECORATIVE} {decorative}")
     return ok
 
 
