@@ -79,6 +79,7 @@ class HuggingFaceModel(AttentionModel):
                 "use aggregation='attention'"
             )
         saved = _implementations(self.module)
+        self.implementation_before = str(getattr(self.config, "_attn_implementation", None))
         self.layers, self._cache, self._verified, self.fast_passes = [], None, {}, 0
         try:
             if self.path == "interface":
@@ -310,8 +311,8 @@ class HuggingFaceModel(AttentionModel):
             "model_type": getattr(self.config, "model_type", None),
             "config": getattr(self.config, "_name_or_path", "") or None,
             "tokenizer": getattr(self.loaded_tokenizer(), "name_or_path", None),
-            "attn_implementation_before": self.implementation_before,
-            "attn_implementation": "attnfaith (AttentionInterface → eager weights)"
+            "attn_implementation": self.implementation_before,
+            "audited_with": "attnfaith (AttentionInterface → eager weights)"
             if self.path == "interface"
             else "softmax interception",
             "layer": chosen,

@@ -96,7 +96,7 @@ def test_encoders_read_the_first_token_row(tiny, batch, name):
 def test_a_model_outside_the_attention_interface_is_read_by_softmax_interception(tiny, batch):
     adapter, forward = session_forward(tiny["deberta-v2"], batch)
     described = adapter.describe()
-    assert described["attn_implementation"] == "softmax interception"
+    assert described["audited_with"] == "softmax interception"
     assert described["module"] == "deberta.encoder.layer.1.attention"
     eager = copy.deepcopy(tiny["deberta-v2"]).eval()
     with torch.no_grad():
@@ -112,7 +112,7 @@ def test_rollout_is_unavailable_outside_the_interface(tiny, batch):
 def test_the_report_says_what_was_read_and_replaced(tiny, batch):
     described = af.audit(tiny["bert"], batch, checks=["uniform"]).model
     assert described["class"] == "BertForSequenceClassification"
-    assert described["attn_implementation_before"] == "sdpa"
+    assert described["attn_implementation"] == "sdpa"
     assert described["read"] == "layer 1, mean over heads"
     assert described["replaced"] == "layer 1: the query row of every head"
     assert described["module"] == "bert.encoder.layer.1.attention.self"
