@@ -33,6 +33,13 @@ class UsageError(AttnFaithError):
     """Bad input to the command: reported as one message with exit status 2."""
 
 
+def positive(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer >= 1")
+    return int(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="attnfaith", description="Audit whether a model's attention is faithful (Jain & Wallace 2019)."
@@ -57,9 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--task", choices=TASKS, default="auto", help="how to load a Hugging Face folder (default: from its config)"
     )
     audit.add_argument(
-        "--max-length", type=int, default=128, help="truncate tokenized text inputs to this many tokens (default 128)"
+        "--max-length", type=positive, default=128, help="truncate tokenized text inputs to this many tokens (default 128)"
     )
-    audit.add_argument("--limit", type=int, help="audit only the first N inputs")
+    audit.add_argument("--limit", type=positive, help="audit only the first N inputs")
     audit.add_argument("--json", type=Path, metavar="PATH", help="write the report as JSON")
     audit.add_argument("--html", type=Path, metavar="PATH", help="write the report as a self-contained HTML page")
     audit.add_argument("--verbose", "-v", action="store_true", help="show more worst instances and what was read and replaced")
