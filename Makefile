@@ -15,11 +15,14 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check pytest_attnfaith tests
-	$(BIN)/ruff format --check pytest_attnfaith tests
+	$(BIN)/ruff check pytest_attnfaith tests benchmarks examples
+	$(BIN)/ruff format --check pytest_attnfaith tests benchmarks examples
 	$(BIN)/mypy pytest_attnfaith
 
-test: $(STAMP) lint
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir build/site
+
+test: $(STAMP) lint docs
 	$(BIN)/python -m pytest -q -n 2 -p no:cacheprovider
 
 demo: $(STAMP)
