@@ -32,7 +32,7 @@ def test_expected_verdicts_need_a_used_agreeing_bilstm_and_a_decorative_twin(
 
 def test_small_demo_writes_every_audit_to_its_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "demo.json"
-    argv = ["--json", str(path), "--train", "64", "--test", "8", "--epochs", "1", "--command-model", "none"]
+    argv = ["--json", str(path), "--train", "32", "--test", "6", "--epochs", "1", "--command-model", "none"]
     status = demo.main(argv)
     document = json.loads(path.read_text())
     assert set(document["tests"]) == set(demo.MODELS)
