@@ -26,7 +26,9 @@ test: $(STAMP) lint docs
 	$(BIN)/python -m pytest -q -n 2 -p no:cacheprovider
 
 demo: $(STAMP)
-	$(BIN)/python -m pytest_attnfaith.demo --json attnfaith-demo.json
+	$(BIN)/python -m pytest_attnfaith.demo --json attnfaith-demo.json --html attnfaith-demo.html
+	cd examples && ../$(BIN)/python -m pytest -q -p no:cacheprovider -m "not minilm" \
+		--attnfaith-json ../attnfaith-examples.json --attnfaith-html ../attnfaith-examples.html
 
 clean:
-	rm -rf $(VENV) build *.egg-info attnfaith-demo.json
+	rm -rf $(VENV) build *.egg-info attnfaith-demo.* attnfaith-examples.*
