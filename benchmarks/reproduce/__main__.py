@@ -26,7 +26,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder holding sst/ and agnews/ (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--epochs", type=int, default=4, help="training epochs of each BiLSTM / average model (J&W: 8)")
-    p.add_argument("--datasets", nargs="+", choices=("sst", "agnews"), default=["sst", "agnews"])
+    p.add_argument("--datasets", nargs="*", choices=("sst", "agnews"), default=["sst", "agnews"])
     p.add_argument("--limit", type=int, default=None, help="use only the first N sentences of every split (smoke runs)")
     p.add_argument("--audit-limit", type=int, default=None, help="audit only the first N test sentences (default: all)")
     p.add_argument("--permutations", type=int, default=100, help="permutations per instance (J&W: 100)")
@@ -61,15 +61,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         args.seed, args.epochs, args.audit_limit, args.permutations, args.batch_size, _minilm(args), args.head_permutations
     )
     started = time.perf_counter()
-    models = []
+    models: list[dict[str, Any]] = []
+    result: dict[str, Any] = {"models": models, "transformer": None, "run": _run_record(args, 0.0)}
     for name in args.datasets:
         dataset = (load_sst(args.data) if name == "sst" else load_agnews(args.data, args.seed)).limited(args.limit)
         track = args.track_dev if name == "sst" else 0
         for variant in VARIANTS:
             models.append(run_variant(variant, dataset, settings, track=track if variant.key == "bilstm" else 0))
+            write_outputs(args, result, partial=True)
         if name == "sst" and not args.skip_gap:
             models.append(run_variant(GAP_VARIANT, dataset, settings, checks=("gradient", "loo"), track=track))
-    result: dict[str, Any] = {"models": models, "transformer": None}
+            write_outputs(args, result, partial=True)
     if not args.skip_transformer:
         result["transformer"] = _transformer(args, settings)
     result["run"] = _run_record(args, time.perf_counter() - started)
@@ -100,19 +102,26 @@ def _run_record(args: argparse.Namespace, seconds: float) -> dict[str, Any]:
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse(argv)
-    result = run(args)
+def write_outputs(args: argparse.Namespace, result: dict[str, Any], partial: bool = False) -> None:
+    """JSON (after every model, so a long run keeps what it finished), then at the end Markdown and HTML."""
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({**result, "partial": partial}, indent=1), encoding="utf-8")
+    if partial:
+        return
     for path, text in (
-        (args.json, json.dumps(result, indent=1)),
         (args.html, report.html_page(result)),
         (args.markdown, report.markdown(result)),
     ):
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text, encoding="utf-8")
-    if args.html is not None:
-        _write_audits_page(args.html.with_name(args.html.stem + "-audits.html"), result)
+    _write_audits_page(args.html.with_name(args.html.stem + "-audits.html"), result)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    result = run(args)
+    write_outputs(args, result)
     print(report.markdown(result))
     return 0
 
