@@ -255,8 +255,14 @@ class PartialForward:
         self.note = "not used yet: full forward passes"
         self.reset()
 
-    def reset(self) -> None:
-        """Forget the plan and the cache (a new session: the weights or the device may have changed)."""
+    def reset(self, capacity: int = 256) -> None:
+        """Forget the plan and the cache (a new session: the weights or the device may have changed).
+
+        The cache holds at most ``capacity`` instances (the audit's ``batch_size``): when full it starts
+        afresh, so memory stays bounded; sweeps over instances in order (every check) lose nothing, and rows
+        of one chunk that share an instance still share its upstream pass.
+        """
+        self.capacity = capacity
         self.plan: Plan | None = None
         self.signature: tuple[Any, ...] | None = None
         self.failed: str | None = None
@@ -271,6 +277,9 @@ class PartialForward:
         keys = _row_keys([rows[name] for name in sorted(rows)])
         slots = self.cache.find(rows, keys)
         missing = slots < 0
+        if bool(missing.any()) and self.cache.count + len(torch.unique(keys[missing])) > self.capacity:
+            self.cache = RowCache()  # full: start afresh (bounded memory)
+            slots, missing = torch.full_like(slots, -1), torch.ones_like(missing)
         if bool(missing.any()):
             added = self._fill(plan, rows, keys, missing)
             if added is None:
