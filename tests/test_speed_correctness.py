@@ -87,7 +87,8 @@ def test_partial_forward_gives_the_full_forward_values(kind: str) -> None:
 
 def test_partial_forward_holds_across_chunks_and_in_the_gradient_search() -> None:
     net, inputs = sharp_bilstm(seed=1), sentiment_task(9, seed=4).inputs()
-    options = {"adversarial_method": "search", "batch_size": 6, "permutations": 6, "adversarial_steps": 12}  # cache of 6 < 9 instances
+    # batch_size 6 < 9 instances: the cache fills and starts afresh within every sweep
+    options = {"adversarial_method": "search", "batch_size": 6, "permutations": 6, "adversarial_steps": 12}
     fast = af.audit(af.wrap(net, attention="attn", embeddings="embed"), inputs, checks=COUNTERFACTUAL, **options)
     full = af.audit(af.wrap(net, attention="attn", embeddings="embed", partial=False), inputs, checks=COUNTERFACTUAL, **options)
     assert_same(fast, full)
