@@ -21,6 +21,7 @@ from pytest_attnfaith.options import CHECK_NAMES, QUESTIONS, Options
 
 if TYPE_CHECKING:
     from pytest_attnfaith.adapters import AttentionModel, wrap
+    from pytest_attnfaith.adapters.huggingface import huggingface
     from pytest_attnfaith.assertions import assert_attention_faithful
     from pytest_attnfaith.audit import audit
     from pytest_attnfaith.results import CheckResult, Report
@@ -33,6 +34,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 _LAZY = {
     "AttentionModel": "pytest_attnfaith.adapters",
     "wrap": "pytest_attnfaith.adapters",
+    "huggingface": "pytest_attnfaith.adapters.huggingface",
     "assert_attention_faithful": "pytest_attnfaith.assertions",
     "audit": "pytest_attnfaith.audit",
     "CheckResult": "pytest_attnfaith.results",
@@ -71,5 +73,6 @@ __all__ = [
     "Report",
     "assert_attention_faithful",
     "audit",
+    "huggingface",
     "wrap",
 ]

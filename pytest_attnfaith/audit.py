@@ -38,7 +38,7 @@ def audit(model: Any, inputs: Any, checks: Any = None, seed: int = 0, **options:
     batch = prepare_batch(inputs)
     with adapter.session(resolved):
         batch = batch.to(adapter.device)
-        reference = adapter.forward(batch)
+        reference = adapter.forward_chunked(batch)
         check_distribution(reference, batch, adapter.tap.where)
         context = Context(adapter, batch, resolved, reference)
         results = {name: CHECKS[name](context) for name in progress.track(resolved.checks, resolved.progress)}
@@ -112,13 +112,19 @@ def _per_head_table(adapter: AttentionModel, batch: Any, options: Options) -> li
         for head in range(heads):
             variant = dataclasses.replace(options, layer=layer, head=head, per_head=False)
             adapter.options = variant
-            reference = adapter.forward(batch)
+            reference = adapter.forward_chunked(batch)
             context = Context(adapter, batch, variant, reference)
             for name in options.checks:
                 result = CHECKS[name](context)
                 rows.append(
-                    {"layer": layer, "head": head, "check": name, "statistic": result.statistic,
-                     "threshold": result.threshold, "passed": result.passed}
+                    {
+                        "layer": layer,
+                        "head": head,
+                        "check": name,
+                        "statistic": result.statistic,
+                        "threshold": result.threshold,
+                        "passed": result.passed,
+                    }
                 )
     adapter.options = options
     return rows

@@ -25,7 +25,9 @@ def logits_of(output: Any) -> Tensor:
     if logits is None and isinstance(output, (tuple, list)) and output and isinstance(output[0], Tensor):
         logits = output[0]
     if not isinstance(logits, Tensor):
-        raise TypeError(f"the model returned {type(output).__name__}; expected logits (B, C), (B,) or (B, 1), or an object with .logits")
+        raise TypeError(
+            f"the model returned {type(output).__name__}; expected logits (B, C), (B,) or (B, 1), or an object with .logits"
+        )
     return logits
 
 

@@ -142,7 +142,7 @@ def _names(allowed: Iterable[str], what: str) -> Callable[[Any], tuple[str, ...]
             if name not in allowed:
                 raise AttnFaithError(f"unknown {what} {name!r}{_suggest(name, allowed)}; expected some of {allowed}")
         if not names and what == "check":
-            raise AttnFaithError("checks=() selects no check; expected at least one of " f"{allowed} or None")
+            raise AttnFaithError(f"checks=() selects no check; expected at least one of {allowed} or None")
         return tuple(dict.fromkeys(names))
 
     return check
@@ -156,12 +156,12 @@ def _device(value: Any) -> str | None:
     return value
 
 
-class _Bad(AttnFaithError):
+class _BadValueError(AttnFaithError):
     pass
 
 
-def _bad(value: Any, expected: str) -> _Bad:
-    return _Bad(f"{value!r} is not valid: expected {expected}")
+def _bad(value: Any, expected: str) -> _BadValueError:
+    return _BadValueError(f"{value!r} is not valid: expected {expected}")
 
 
 _RULES: dict[str, Callable[[Any], Any]] = {
@@ -211,7 +211,7 @@ def validate_option(name: str, value: Any) -> Any:
         raise AttnFaithError(f"unknown option {name!r}{_suggest(name, _RULES)}; known options: {', '.join(_RULES)}")
     try:
         return _RULES[name](value)
-    except _Bad as err:
+    except _BadValueError as err:
         raise AttnFaithError(f"option {name}={err}") from None
 
 

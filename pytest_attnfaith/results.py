@@ -46,7 +46,9 @@ class CheckResult:
         """One line: the statistic against its threshold and the verdict."""
         relation = ">=" if self.higher_is_better else "<="
         verdict = "passed" if self.passed else "FAILED"
-        return f"{self.name}: {self.statistic_name} = {_fmt(self.statistic)} (required {relation} {_fmt(self.threshold)}) {verdict}"
+        return (
+            f"{self.name}: {self.statistic_name} = {_fmt(self.statistic)} (required {relation} {_fmt(self.threshold)}) {verdict}"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {

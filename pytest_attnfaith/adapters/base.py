@@ -117,7 +117,13 @@ class AttentionTap:
         shape = tuple(native.shape)
         if native.dim() == 2 and shape[0] == size:
             return native.view(size, 1, 1, shape[1])
-        if native.dim() == 3 and shape[0] == size and shape[2] == 1 and self.armed is not None and shape[1] == self.armed.real.shape[1]:
+        if (
+            native.dim() == 3
+            and shape[0] == size
+            and shape[2] == 1
+            and self.armed is not None
+            and shape[1] == self.armed.real.shape[1]
+        ):
             return native.view(size, 1, 1, shape[1])
         if native.dim() >= 3:
             lead = 1
@@ -175,7 +181,10 @@ class AttentionModel(ABC):
 
     def tokens(self, batch: Batch) -> list[list[str]]:
         """Per instance, the display text of each real token (ids where no vocabulary is known)."""
-        return [[str(int(i)) for i, keep in zip(row, real, strict=True) if keep] for row, real in zip(batch.input_ids.tolist(), batch.real.tolist(), strict=True)]
+        return [
+            [str(int(i)) for i, keep in zip(row, real, strict=True) if keep]
+            for row, real in zip(batch.input_ids.tolist(), batch.real.tolist(), strict=True)
+        ]
 
     def read(self, rows: Tensor) -> Tensor:
         """The distribution the checks use, from the per-head rows (n, H, Tk)."""
@@ -290,7 +299,9 @@ class AttentionModel(ABC):
         probs = self._probs(output, batch.size)
         self._heads = int(armed.rows.shape[1])
         if capture_embeddings and self._embeddings_leaf is None:
-            raise AttentionUnavailableError("the embeddings module was never called during the forward pass; expected it to run once")
+            raise AttentionUnavailableError(
+                "the embeddings module was never called during the forward pass; expected it to run once"
+            )
         return Forward(probs=probs, rows=armed.rows, attention=self.read(armed.rows), embeddings=self._embeddings_leaf)
 
     def _probs(self, output: Any, size: int) -> Tensor:
@@ -300,10 +311,22 @@ class AttentionModel(ABC):
         except (TypeError, ValueError) as err:
             raise AttnFaithError(str(err)) from None
         if probs.shape[0] != size:
-            raise AttnFaithError(f"the model returned {probs.shape[0]} rows of logits for {size} instances; expected one row per instance")
+            raise AttnFaithError(
+                f"the model returned {probs.shape[0]} rows of logits for {size} instances; expected one row per instance"
+            )
         if not torch.isfinite(probs).all():
             raise AttnFaithError("the model's output contains NaN or inf; expected finite logits")
         return probs
+
+    def forward_chunked(self, batch: Batch) -> Forward:
+        """``forward`` over a large batch without edits or gradients, in chunks of ``batch_size`` (bounded memory)."""
+        size = self.options.batch_size
+        parts = [self.forward(batch.select(slice(start, start + size))) for start in range(0, batch.size, size)]
+        return Forward(
+            probs=torch.cat([part.probs for part in parts]),
+            rows=torch.cat([part.rows for part in parts]),
+            attention=torch.cat([part.attention for part in parts]),
+        )
 
     def forward_many(self, batch: Batch, edit: Edit | None = None) -> Tensor:
         """Output distributions for a large batch, in chunks of ``batch_size``, without gradients."""

@@ -130,7 +130,9 @@ def prepare_batch(inputs: Any) -> Batch:
     if ids.dim() != 2:
         raise AttnFaithError(f"inputs['input_ids'] has shape {tuple(ids.shape)}; expected (B, T)")
     if ids.shape[0] == 0 or ids.shape[1] == 0:
-        raise AttnFaithError(f"inputs['input_ids'] is empty (shape {tuple(ids.shape)}); expected at least one instance and one token")
+        raise AttnFaithError(
+            f"inputs['input_ids'] is empty (shape {tuple(ids.shape)}); expected at least one instance and one token"
+        )
     has_mask = "attention_mask" in inputs and inputs["attention_mask"] is not None
     mask = _binary("attention_mask", inputs["attention_mask"], ids.shape) if has_mask else torch.ones_like(ids)
     special = inputs.get("special_tokens_mask")

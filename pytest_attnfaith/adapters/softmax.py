@@ -90,13 +90,31 @@ class SoftmaxInterceptor:
             return self.tap.apply(out)
 
         def tensor_softmax(input: Tensor, dim: int, dtype: Any = None) -> Tensor:
+            if self._computing:  # F.softmax's own body calls Tensor.softmax: end the recursion there
+                return originals[2](input, dim, dtype=dtype)
             return softmax(input, dim, dtype=dtype)
 
-        def sdpa(query: Tensor, key: Tensor, value: Tensor, attn_mask: Tensor | None = None, dropout_p: float = 0.0,
-                 is_causal: bool = False, scale: float | None = None, enable_gqa: bool = False) -> Tensor:
+        def sdpa(
+            query: Tensor,
+            key: Tensor,
+            value: Tensor,
+            attn_mask: Tensor | None = None,
+            dropout_p: float = 0.0,
+            is_causal: bool = False,
+            scale: float | None = None,
+            enable_gqa: bool = False,
+        ) -> Tensor:
             if self.depth == 0:
-                return originals[3](query, key, value, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal,
-                                    scale=scale, enable_gqa=enable_gqa)
+                return originals[3](
+                    query,
+                    key,
+                    value,
+                    attn_mask=attn_mask,
+                    dropout_p=dropout_p,
+                    is_causal=is_causal,
+                    scale=scale,
+                    enable_gqa=enable_gqa,
+                )
             return _explicit_attention(softmax, query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa)
 
         F.softmax = softmax  # type: ignore[assignment]
@@ -112,8 +130,15 @@ class SoftmaxInterceptor:
 
 
 def _explicit_attention(
-    softmax: Callable[..., Tensor], query: Tensor, key: Tensor, value: Tensor, attn_mask: Tensor | None,
-    dropout_p: float, is_causal: bool, scale: float | None, enable_gqa: bool,
+    softmax: Callable[..., Tensor],
+    query: Tensor,
+    key: Tensor,
+    value: Tensor,
+    attn_mask: Tensor | None,
+    dropout_p: float,
+    is_causal: bool,
+    scale: float | None,
+    enable_gqa: bool,
 ) -> Tensor:
     """scaled_dot_product_attention with the softmax made visible (same semantics)."""
     if enable_gqa and key.shape[-3] != query.shape[-3]:

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from pytest_attnfaith.adapters.base import AttentionModel
+from pytest_attnfaith.adapters.partial import PartialForward
 from pytest_attnfaith.adapters.softmax import SoftmaxInterceptor
 from pytest_attnfaith.errors import AttnFaithError
 
@@ -48,7 +49,7 @@ class WrappedModel(AttentionModel):
 
     kind = "torch"
 
-    def __init__(self, net: nn.Module, attention: str, embeddings: str, intercept: str = "auto") -> None:
+    def __init__(self, net: nn.Module, attention: str, embeddings: str, intercept: str = "auto", partial: bool = True) -> None:
         if not isinstance(net, nn.Module):
             raise AttnFaithError(f"wrap() got a {type(net).__name__}; expected a torch.nn.Module")
         if intercept not in INTERCEPT_MODES:
@@ -61,6 +62,7 @@ class WrappedModel(AttentionModel):
         self.intercept = intercept
         self._mode: str | None = None if intercept == "auto" else intercept
         self._interceptor = SoftmaxInterceptor(self.attention_module, self.tap, enabled=lambda: self._mode == "softmax")
+        self.partial = PartialForward(net, self.attention_module, self.tap) if partial else None
 
     def embeddings_module(self) -> nn.Module:
         return self._embeddings
@@ -72,6 +74,7 @@ class WrappedModel(AttentionModel):
             "intercept": self._mode or self.intercept,
             "read": f"output of {self.attention_path}" if self._mode == "output" else f"softmax inside {self.attention_path}",
             "replaced": "the read query row, every head",
+            "partial": self.partial.note if self.partial is not None else "off: full forward passes",
         }
 
     @contextlib.contextmanager
@@ -80,18 +83,29 @@ class WrappedModel(AttentionModel):
             return self.tap.apply(output) if self._mode == "output" else None
 
         handle = self.attention_module.register_forward_hook(read_output)
+        if self.partial is not None:
+            self.partial.reset(capacity=self.options.batch_size)
         try:
             with self.embeddings_hook(), self._interceptor.installed():
                 yield
         finally:
             handle.remove()
+            if self.partial is not None:
+                self.partial.reset()
 
     def _call(self, kwargs: Any) -> Any:
         if self._mode is None:
             self._mode = self._probe_mode(kwargs)
         if self._mode == "softmax":
             with self._interceptor.active():
-                return self.module(**kwargs)
+                return self._run(kwargs)
+        return self._run(kwargs)
+
+    def _run(self, kwargs: Any) -> Any:
+        """Counterfactual passes (attention edited, embeddings not captured) re-run only what the attention feeds."""
+        armed = self.tap.armed
+        if self.partial is not None and armed is not None and armed.edit is not None and not self._capture_embeddings:
+            return self.partial.run(dict(kwargs))
         return self.module(**kwargs)
 
     def _probe_mode(self, kwargs: Any) -> str:
@@ -106,12 +120,13 @@ class WrappedModel(AttentionModel):
         return "output" if seen and _is_distribution(seen[0]) else "softmax"
 
 
-def wrap(net: nn.Module, attention: str, embeddings: str, *, intercept: str = "auto") -> WrappedModel:
+def wrap(net: nn.Module, attention: str, embeddings: str, *, intercept: str = "auto", partial: bool = True) -> WrappedModel:
     """Wrap any ``torch.nn.Module`` for an audit.
 
     ``attention`` is the dotted path of the submodule whose output is the attention
     distribution (B, T) or (B, H, Tq, Tk) — or of a module that computes it inside (its softmax is
     then intercepted); ``embeddings`` the path of the module whose output (B, T, D) feeds the
-    model. ``intercept`` forces ``"output"`` (hook the module's output) or ``"softmax"``.
+    model. ``intercept`` forces ``"output"`` (hook the module's output) or ``"softmax"``. ``partial=False``
+    turns off re-running only what the attention feeds (``adapters.partial``): every pass is a full forward.
     """
-    return WrappedModel(net, attention, embeddings, intercept)
+    return WrappedModel(net, attention, embeddings, intercept, partial)

@@ -206,11 +206,11 @@ def max_jsd(context: Context) -> tuple[np.ndarray, np.ndarray]:
                 f"adversarial_method='exact' needs a binary output whose logit is linear in the attention; instance {bad} "
                 "is not (use adversarial_method='auto' or 'search')"
             )
-        if exact.any():
-            solved = exact_max_jsd(
-                context.attention[exact], context.real[exact], vertex[exact], context.probs[exact, 1], context.options.epsilon
+        solvable = exact.nonzero().flatten()
+        for part in solvable.split(context.options.batch_size):  # (n, T, T) pair tables: bounded memory
+            values[part] = exact_max_jsd(
+                context.attention[part], context.real[part], vertex[part], context.probs[part, 1], context.options.epsilon
             )
-            values[exact] = solved
     todo = (defined & ~exact).nonzero().flatten()
     if len(todo):
         with torch.enable_grad():

@@ -10,6 +10,8 @@ median TVD against max attention in the bins [0, .25, .5, .75, 1].
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -58,9 +60,16 @@ def median_permutation_tvd(context: Context) -> np.ndarray:
 def binned_medians(max_attention: np.ndarray, values: np.ndarray) -> list[dict[str, float | int]]:
     """J&W's figure data: per max-attention bin, the count and median of the per-instance medians."""
     out = []
-    for lo, hi in zip(BINS[:-1], BINS[1:], strict=True):
+    for lo, hi in itertools.pairwise(BINS):
         inside = (max_attention >= lo) & ((max_attention < hi) | (hi == BINS[-1])) & ~np.isnan(values)
-        out.append({"lo": lo, "hi": hi, "count": int(inside.sum()), "median": float(np.median(values[inside])) if inside.any() else float("nan")})
+        out.append(
+            {
+                "lo": lo,
+                "hi": hi,
+                "count": int(inside.sum()),
+                "median": float(np.median(values[inside])) if inside.any() else float("nan"),
+            }
+        )
     return out
 
 

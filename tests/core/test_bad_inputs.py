@@ -63,7 +63,7 @@ def test_wrong_module_path_suggests_the_closest_paths() -> None:
 
 
 def test_plain_module_without_wrap_is_told_how_to_wrap() -> None:
-    with pytest.raises(af.AttnFaithError, match="af.wrap"):
+    with pytest.raises(af.AttnFaithError, match=r"af\.wrap"):
         af.audit(ZooModel("faithful"), {"input_ids": IDS})
 
 
@@ -108,7 +108,8 @@ class PadAttending(ZooModel):
 
 def test_attention_on_padded_positions_is_an_error() -> None:
     with pytest.raises(af.AttnFaithError, match="masked positions"):
-        af.audit(af.wrap(PadAttending("faithful"), attention="attn", embeddings="embed"), {"input_ids": IDS, "attention_mask": MASK})
+        model = af.wrap(PadAttending("faithful"), attention="attn", embeddings="embed")
+        af.audit(model, {"input_ids": IDS, "attention_mask": MASK})
 
 
 class NanOutput(ZooModel):

@@ -53,6 +53,24 @@ def read_attention(net: nn.Module, ids: torch.Tensor, mask: torch.Tensor) -> tor
     return seen[0][0]
 
 
+def gradient_times_input(net: nn.Module, ids: torch.Tensor, mask: torch.Tensor, label: int) -> torch.Tensor:
+    """|Σ_d e_td ∂p_label/∂e_td| at the embeddings' output, with the attention detached."""
+    store = {}
+
+    def leaf(module, args, out):
+        store["e"] = out.detach().requires_grad_(True)
+        return store["e"]
+
+    handles = [net.embed.register_forward_hook(leaf), net.attn.register_forward_hook(lambda m, a, out: out.detach())]
+    try:
+        chosen = probs_of(net(ids[None], mask[None]))[0, label]
+        (grad,) = torch.autograd.grad(chosen, store["e"])
+    finally:
+        for handle in handles:
+            handle.remove()
+    return (grad[0] * store["e"][0]).sum(-1).abs().detach()
+
+
 def reference_values(net: nn.Module, inputs: dict[str, torch.Tensor]) -> dict[str, list[float]]:
     """Gradient τ, leave-one-out τ and uniform TVD per instance, one instance and one token at a time."""
     values: dict[str, list[float]] = {"gradient": [], "loo": [], "uniform": []}
@@ -61,21 +79,7 @@ def reference_values(net: nn.Module, inputs: dict[str, torch.Tensor]) -> dict[st
         ids, mask = ids[:n], mask[:n]
         alpha = read_attention(net, ids, mask)
         p = run_with(net, ids, mask)
-        # gradient x input at the embeddings' output, attention detached
-        store = {}
-
-        def leaf(module, args, out):
-            store["e"] = out.detach().requires_grad_(True)
-            return store["e"]
-
-        handles = [net.embed.register_forward_hook(leaf), net.attn.register_forward_hook(lambda m, a, out: out.detach())]
-        try:
-            chosen = probs_of(net(ids[None], mask[None]))[0, int(p.argmax())]
-            (grad,) = torch.autograd.grad(chosen, store["e"])
-        finally:
-            for handle in handles:
-                handle.remove()
-        g = (grad[0] * store["e"][0]).sum(-1).abs().detach()
+        g = gradient_times_input(net, ids, mask, int(p.argmax()))
         values["gradient"].append(scipy.stats.kendalltau(alpha.numpy(), g.numpy()).statistic)
         loo = [0.5 * (p - run_with(net, torch.cat([ids[:t], ids[t + 1 :]]), mask[1:])).abs().sum().item() for t in range(n)]
         values["loo"].append(scipy.stats.kendalltau(alpha.numpy(), np.array(loo)).statistic)
@@ -102,7 +106,8 @@ def test_gradient_loo_and_uniform_match_a_token_by_token_reference(trained: BiLS
 
 
 def test_permutation_median_matches_independent_sampling_within_noise(trained: BiLSTMClassifier, small_inputs) -> None:
-    report = af.audit(af.wrap(trained, attention="attn", embeddings="embed"), small_inputs, checks=["permutation"], **CHECK_OPTIONS)
+    model = af.wrap(trained, attention="attn", embeddings="embed")
+    report = af.audit(model, small_inputs, checks=["permutation"], **CHECK_OPTIONS)
     generator = torch.Generator().manual_seed(11)
     for row in range(6):
         n = int(small_inputs["attention_mask"][row].sum())
@@ -117,6 +122,12 @@ def test_permutation_median_matches_independent_sampling_within_noise(trained: B
         assert abs(report.checks["permutation"].per_instance[row] - np.median(distances)) <= spread + 1e-3
 
 
+def erasure_tvd(net: nn.Module, ids, mask, alpha: torch.Tensor, p: torch.Tensor, position: int) -> float:
+    kept = alpha.clone()
+    kept[position] = 0
+    return 0.5 * (p - run_with(net, ids, mask, kept / kept.sum())).abs().sum().item()
+
+
 def test_erasure_is_top_removal_minus_mean_of_every_other_removal(trained: BiLSTMClassifier, small_inputs) -> None:
     report = af.audit(af.wrap(trained, attention="attn", embeddings="embed"), small_inputs, checks=["erasure"])
     for row in range(5):
@@ -124,14 +135,9 @@ def test_erasure_is_top_removal_minus_mean_of_every_other_removal(trained: BiLST
         ids, mask = small_inputs["input_ids"][row, :n], small_inputs["attention_mask"][row, :n]
         alpha = read_attention(trained, ids, mask)
         p = run_with(trained, ids, mask)
-
-        def erased(t: int) -> float:
-            kept = alpha.clone()
-            kept[t] = 0
-            return 0.5 * (p - run_with(trained, ids, mask, kept / kept.sum())).abs().sum().item()
-
+        erased = [erasure_tvd(trained, ids, mask, alpha, p, t) for t in range(n)]
         top = int(alpha.argmax())
-        expected = erased(top) - np.mean([erased(t) for t in range(n) if t != top])
+        expected = erased[top] - np.mean([value for t, value in enumerate(erased) if t != top])
         assert report.checks["erasure"].per_instance[row] == pytest.approx(expected, abs=1e-5)
 
 
