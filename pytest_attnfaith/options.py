@@ -58,7 +58,6 @@ class Options:
     aggregation: str = "attention"
     query: str | int = "auto"
     per_head: bool = False
-    word_level: bool = False
     # execution
     batch_size: int = 256
     device: str | None = None
@@ -190,7 +189,6 @@ _RULES: dict[str, Callable[[Any], Any]] = {
     "aggregation": _choice("attention", "rollout"),
     "query": _choice("auto", "first", "last", integer=True),
     "per_head": _boolean,
-    "word_level": _boolean,
     "batch_size": _integer(1),
     "device": _device,
     "worst": _integer(0),

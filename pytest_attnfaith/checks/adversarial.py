@@ -15,7 +15,7 @@ Two ways to find the candidates (``adversarial_method``):
 * ``search`` — J&W's optimiser, batched over instances × ``adversaries``: free logits initialised
   at log(1/n) + 3·N(0, 1), Adam (lr ``adversarial_lr``, amsgrad), loss −JSD(α', α̂) +
   500·ReLU(TVD − 0.01) − mean pairwise JSD among the adversaries, up to ``adversarial_steps``
-  steps, stopping early once no instance improves. Every iterate is a real candidate: the best
+  steps, stopping early once no instance's best JSD rises by 1e-3 over 50 steps. Every iterate is a real candidate: the best
   valid one is kept.
 
 ``auto`` uses the exact optimum where it applies and the search elsewhere.
@@ -40,7 +40,8 @@ LINEARITY_PROBES = 3
 LINEARITY_TOLERANCE = 1e-3
 HINGE_MARGIN = 0.01
 HINGE_WEIGHT = 500.0
-PATIENCE = 50
+PATIENCE = 50  # steps between convergence tests
+CONVERGED = 1e-3  # stop when no instance's best JSD rose by more than this (nats) over PATIENCE steps
 
 
 def _logit_gap(probs: Tensor) -> Tensor:
@@ -136,10 +137,10 @@ def search_max_jsd(context: Context, instances: Tensor) -> Tensor:
     logits = (torch.log(1.0 / n) + 3.0 * noise).requires_grad_(True)
     optimizer = torch.optim.Adam([logits], lr=options.adversarial_lr, amsgrad=True)
     best = torch.zeros(len(instances), device=device)
-    stale = 0
+    checkpoint = best.clone()
     rows = instances.repeat_interleave(count).to(context.batch.input_ids.device)
     size = max(options.batch_size // count, 1) * count  # whole instances per chunk: the spread term pairs their adversaries
-    for _ in range(options.adversarial_steps):
+    for step in range(options.adversarial_steps):
         optimizer.zero_grad()
         grad = torch.zeros_like(logits)
         found = []
@@ -161,11 +162,11 @@ def search_max_jsd(context: Context, instances: Tensor) -> Tensor:
         logits.grad = grad
         optimizer.step()
         step_best = torch.cat(found).view(-1, count).amax(dim=1)
-        improved = step_best > best + 1e-5
         best = torch.maximum(best, step_best)
-        stale = 0 if improved.any() else stale + 1
-        if stale >= PATIENCE:
-            break
+        if (step + 1) % PATIENCE == 0:
+            if float((best - checkpoint).max()) < CONVERGED:
+                break
+            checkpoint = best.clone()
     return best
 
 
