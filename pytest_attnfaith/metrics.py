@@ -44,6 +44,19 @@ def output_distribution(logits: Tensor) -> Tensor:
     raise ValueError(f"logits of shape {tuple(logits.shape)}; expected (B, C), (B,) or (B, 1)")
 
 
+def binary_logit_gap(logits: Tensor) -> Tensor | None:
+    """d = log p₁ − log p₀ in float64 for a two-class output (−z for one logit z, as p = [σ(z), 1 − σ(z)]);
+    None for more classes. Exact where p itself rounds to 0 or 1."""
+    logits = logits.double()
+    if logits.dim() == 2 and logits.shape[1] == 1:
+        logits = logits[:, 0]
+    if logits.dim() == 1:
+        return -logits
+    if logits.dim() == 2 and logits.shape[1] == 2:
+        return logits[:, 1] - logits[:, 0]
+    return None
+
+
 def tvd(p: Tensor, q: Tensor) -> Tensor:
     """Total variation distance over the last axis: TVD(p, q) = ½ Σ_c |p_c − q_c|."""
     return 0.5 * (p - q).abs().sum(dim=-1)

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from pytest_attnfaith.adapters.inputs import Batch
 from pytest_attnfaith.errors import AttentionUnavailableError, AttnFaithError
-from pytest_attnfaith.metrics import logits_of, output_distribution
+from pytest_attnfaith.metrics import binary_logit_gap, logits_of, output_distribution
 from pytest_attnfaith.options import Options
 
 EditFn = Callable[..., Tensor]
@@ -54,6 +54,7 @@ class Forward:
     rows: Tensor
     attention: Tensor
     embeddings: Tensor | None = None
+    gap: Tensor | None = None  # binary outputs: log p₁ − log p₀ from the logits, exact where p saturates
 
 
 @dataclass
@@ -296,18 +297,20 @@ class AttentionModel(ABC):
                 f"the attention at {self.tap.where} was computed {armed.calls} times in one forward pass; "
                 "expected once: point at a module that computes one attention distribution"
             )
-        probs = self._probs(output, batch.size)
+        probs, gap = self._outputs(output, batch.size)
         self._heads = int(armed.rows.shape[1])
         if capture_embeddings and self._embeddings_leaf is None:
             raise AttentionUnavailableError(
                 "the embeddings module was never called during the forward pass; expected it to run once"
             )
-        return Forward(probs=probs, rows=armed.rows, attention=self.read(armed.rows), embeddings=self._embeddings_leaf)
+        return Forward(probs=probs, rows=armed.rows, attention=self.read(armed.rows), embeddings=self._embeddings_leaf, gap=gap)
 
-    def _probs(self, output: Any, size: int) -> Tensor:
+    def _outputs(self, output: Any, size: int) -> tuple[Tensor, Tensor | None]:
+        """The output distribution p (n, C) and, for two classes, the logit gap log p₁ − log p₀."""
         try:
             logits = logits_of(output)
             probs = output_distribution(logits)
+            gap = binary_logit_gap(logits)
         except (TypeError, ValueError) as err:
             raise AttnFaithError(str(err)) from None
         if probs.shape[0] != size:
@@ -316,7 +319,7 @@ class AttentionModel(ABC):
             )
         if not torch.isfinite(probs).all():
             raise AttnFaithError("the model's output contains NaN or inf; expected finite logits")
-        return probs
+        return probs, gap
 
     def forward_chunked(self, batch: Batch) -> Forward:
         """``forward`` over a large batch without edits or gradients, in chunks of ``batch_size`` (bounded memory)."""
@@ -326,6 +329,7 @@ class AttentionModel(ABC):
             probs=torch.cat([part.probs for part in parts]),
             rows=torch.cat([part.rows for part in parts]),
             attention=torch.cat([part.attention for part in parts]),
+            gap=None if parts[0].gap is None else torch.cat([part.gap for part in parts if part.gap is not None]),
         )
 
     def forward_many(self, batch: Batch, edit: Edit | None = None) -> Tensor:

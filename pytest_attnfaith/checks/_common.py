@@ -57,15 +57,18 @@ class Context:
         """Instances with at least two real positions (a counterfactual exists)."""
         return (self.real_count >= 2).cpu().numpy()
 
-    def run_rows(self, total: int, make: Callable[[slice], tuple[Batch, Edit | None]]) -> Tensor:
-        """Output distributions of ``total`` derived instances, built and run chunk by chunk."""
+    def run_rows(
+        self, total: int, make: Callable[[slice], tuple[Batch, Edit | None]], read: Callable[[Forward], Tensor] | None = None
+    ) -> Tensor:
+        """``read(forward)`` (default: the output distributions) of ``total`` derived instances, run chunk by chunk."""
         size = self.options.batch_size
         parts = []
         for start in range(0, total, size):
             batch, edit = make(slice(start, min(start + size, total)))
-            parts.append(self.model.forward(batch, edit).probs.detach())
+            forward = self.model.forward(batch, edit)
+            parts.append((read(forward) if read is not None else forward.probs).detach())
         if not parts:
-            return torch.zeros(0, self.probs.shape[1], device=self.probs.device)
+            return torch.zeros(0, self.probs.shape[1], dtype=self.probs.dtype, device=self.probs.device)
         return torch.cat(parts).to(self.probs.device)
 
 

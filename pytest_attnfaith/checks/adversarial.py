@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from pytest_attnfaith.adapters import Batch, Edit
+from pytest_attnfaith.adapters import Batch, Edit, Forward
 from pytest_attnfaith.checks._common import Context, fraction_result, replace_rows
 from pytest_attnfaith.errors import AttnFaithError
 from pytest_attnfaith.metrics import tvd
@@ -44,19 +44,19 @@ PATIENCE = 50  # steps between convergence tests
 CONVERGED = 1e-3  # stop when no instance's best JSD rose by more than this (nats) over PATIENCE steps
 
 
-def _logit_gap(probs: Tensor) -> Tensor:
-    """d = log p₁ − log p₀ for a two-class output."""
-    return torch.log(probs[:, 1].clamp(min=1e-30)) - torch.log(probs[:, 0].clamp(min=1e-30))
+def _gap_of(forward: Forward) -> Tensor:
+    assert forward.gap is not None  # two-class outputs only
+    return forward.gap
 
 
-def _outputs_for(context: Context, instances: Tensor, weights: Tensor) -> Tensor:
-    """Output distributions of ``instances`` with every head's read row replaced by ``weights``."""
+def _gaps_for(context: Context, instances: Tensor, weights: Tensor) -> Tensor:
+    """Logit gaps d of ``instances`` with every head's read row replaced by ``weights``."""
     batch = context.batch
 
     def make(part: slice) -> tuple[Batch, Edit | None]:
         return batch.select(instances[part].to(batch.input_ids.device)), Edit(replace_rows, {"weights": weights[part]})
 
-    return context.run_rows(len(instances), make)
+    return context.run_rows(len(instances), make, read=_gap_of)
 
 
 def linear_readout(context: Context) -> tuple[Tensor, Tensor]:
@@ -64,18 +64,18 @@ def linear_readout(context: Context) -> tuple[Tensor, Tensor]:
     real = context.real
     size, length = real.shape
     device = context.probs.device
-    if context.probs.shape[1] != 2:
-        return torch.zeros(size, length, device=device), torch.zeros(size, dtype=torch.bool, device=device)
+    if context.reference.gap is None:
+        return torch.zeros(size, length, dtype=torch.float64, device=device), torch.zeros(size, dtype=torch.bool, device=device)
     rows, positions = real.nonzero(as_tuple=True)
     one_hot = torch.nn.functional.one_hot(positions, length).float()
-    vertex = torch.zeros(size, length, device=device)
-    vertex[rows, positions] = _logit_gap(_outputs_for(context, rows, one_hot))
+    vertex = torch.zeros(size, length, dtype=torch.float64, device=device)
+    vertex[rows, positions] = _gaps_for(context, rows, one_hot)
     generator = context.generator("adversarial-linearity")
     gamma = -torch.log(torch.rand(size * LINEARITY_PROBES, length, generator=generator)).to(device)
     mixtures = torch.where(real.repeat_interleave(LINEARITY_PROBES, 0), gamma, 0.0)
     mixtures = mixtures / mixtures.sum(dim=1, keepdim=True).clamp(min=1e-30)
     instances = torch.arange(size, device=device).repeat_interleave(LINEARITY_PROBES)
-    actual = _logit_gap(_outputs_for(context, instances, mixtures))
+    actual = _gaps_for(context, instances, mixtures)
     predicted = (mixtures * vertex[instances]).sum(dim=1)
     scale = 1.0 + vertex.abs().amax(dim=1)[instances]
     close = ((actual - predicted).abs() <= LINEARITY_TOLERANCE * scale).view(size, LINEARITY_PROBES).all(dim=1)
@@ -198,7 +198,7 @@ def max_jsd(context: Context) -> tuple[np.ndarray, np.ndarray]:
     device = context.probs.device
     defined = torch.as_tensor(context.defined(), device=device)
     exact = torch.zeros(size, dtype=torch.bool, device=device)
-    values = torch.full((size,), float("nan"), device=device)
+    values = torch.full((size,), float("nan"), dtype=torch.float64, device=device)
     if method in ("auto", "exact"):
         vertex, exact = linear_readout(context)
         if method == "exact" and bool((defined & ~exact).any()):
@@ -208,14 +208,20 @@ def max_jsd(context: Context) -> tuple[np.ndarray, np.ndarray]:
                 "is not (use adversarial_method='auto' or 'search')"
             )
         solvable = exact.nonzero().flatten()
+        gap = context.reference.gap
+        p1 = torch.sigmoid(gap) if gap is not None else context.probs[:, 1].double()
         for part in solvable.split(context.options.batch_size):  # (n, T, T) pair tables: bounded memory
             values[part] = exact_max_jsd(
-                context.attention[part], context.real[part], vertex[part], context.probs[part, 1], context.options.epsilon
+                context.attention[part].double(),
+                context.real[part],
+                vertex[part],
+                p1[part],
+                context.options.epsilon,
             )
     todo = (defined & ~exact).nonzero().flatten()
     if len(todo):
         with torch.enable_grad():
-            values[todo] = search_max_jsd(context, todo)
+            values[todo] = search_max_jsd(context, todo).to(values.dtype)
     methods = np.where(exact.cpu().numpy(), "exact", np.where(defined.cpu().numpy(), "search", "undefined"))
     return values.detach().cpu().numpy(), methods
 

@@ -39,7 +39,7 @@ def erasure_tvd(context: Context) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     probs = context.run_rows(len(rows), make)
     device = context.probs.device
     rows_d, positions_d = rows.to(device), positions.to(device)
-    distance = torch.full(batch.real.shape, float("nan"), device=device)
+    distance = torch.full(batch.real.shape, float("nan"), dtype=context.probs.dtype, device=device)
     distance[rows_d, positions_d] = tvd(probs, context.probs[rows_d])
     top = context.attention.argmax(dim=1)
     top_tvd = distance.gather(1, top.unsqueeze(1)).squeeze(1)

@@ -43,7 +43,7 @@ def loo_importance(context: Context) -> torch.Tensor:
         keep = offsets.unsqueeze(0) + (offsets.unsqueeze(0) >= t.unsqueeze(1)).long()
         return batch.gather_positions(r, keep), None
 
-    importance = torch.zeros(batch.size, length, device=context.probs.device)
+    importance = torch.zeros(batch.size, length, dtype=context.probs.dtype, device=context.probs.device)
     if length < 2:
         return importance
     probs = context.run_rows(len(rows), make)
