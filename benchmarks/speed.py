@@ -40,7 +40,7 @@ import pytest_attnfaith as af
 from pytest_attnfaith.adapters import prepare_batch
 from pytest_attnfaith.checks import adversarial
 from pytest_attnfaith.metrics import output_distribution, tvd
-from pytest_attnfaith.options import resolve_options
+from pytest_attnfaith.options import Options, resolve_options
 from pytest_attnfaith.zoo import BiLSTMClassifier, sentiment_task, train_classifier
 
 COMMAND = "nice -n 10 .venv/bin/python -m benchmarks.speed"
@@ -252,11 +252,11 @@ def memory_child(count: int, state: str, batch_size: int) -> dict[str, Any]:
 
 
 def bench_memory(net: torch.nn.Module, counts: tuple[int, ...] = (100, 1000)) -> dict[str, list[dict[str, Any]]]:
-    """Per batch size (the default 256, and 100 so that both runs use chunks of the same size), one child per count."""
+    """Per batch size (the default, and 100 so that both runs use chunks of the same size), one child per count."""
     with tempfile.TemporaryDirectory() as folder:
         state = os.path.join(folder, "bilstm.pt")
         torch.save(net.state_dict(), state)
-        return {str(size): [memory_run(count, state, size) for count in counts] for size in (256, 100)}
+        return {str(size): [memory_run(count, state, size) for count in counts] for size in (Options().batch_size, 100)}
 
 
 def memory_run(count: int, state: str, batch_size: int) -> dict[str, Any]:
@@ -374,15 +374,17 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         "Times are CPU seconds of the benchmark process with one torch thread; wall seconds are in the raw results below.",
         "",
-        "Notes. (a) `auto` uses the exact optimum on every instance whose binary logit gap is verified linear in the attention; "
-        "instances with a saturated output (|logit| ≳ 16.6, where 1 − σ(z) rounds to 0 in float32) fail that check and are "
-        "searched, so the fraction and the excess are measured on the instances solved exactly. The J&W baseline runs every one "
+        "Notes. (a) `auto` uses the exact optimum on every instance whose binary logit gap (read from the logits in float64) is "
+        "verified linear in the attention; the fraction and the excess are measured on the instances solved exactly. "
+        "The J&W baseline runs every one "
         "of the 500 steps with full forward passes, as their code does. (b) times whatever the Hugging Face adapter does; the "
         "forward path it reports is shown. (c) both sides compute the same importances (agreement shown); the loop runs one "
         "instance (gradient) or one deleted token (leave-one-out) per forward pass. (d) is the growth of the resident set over "
-        "its value before the audit (after a warm-up audit of 4 instances), in a fresh child process per run: with the default "
-        "batch_size=256, 100 instances run in chunks of 100 rows and 1,000 in chunks of 256, so the comparison mixes chunk size "
-        "with instance count; batch_size=100 runs both with the same chunks and isolates what grows with the instances.",
+        "its value before the audit (after a warm-up audit of 4 instances), in a fresh child process per run. Memory is bounded "
+        "by the chunk (`batch_size` rows per pass, default 256): 100 instances run some passes (reference, gradient) in chunks "
+        "of "
+        "100 rows and 1,000 in chunks of 256, so that row mixes chunk size with instance count; batch_size=100 runs both with "
+        "the same chunks and isolates what grows with the instances.",
         "",
         "```json",
         json.dumps({k: v for k, v in results.items() if k != "machine"}, indent=1, default=float),
