@@ -41,3 +41,36 @@ def test_reproduce_command_writes_tables_beside_the_paper_and_figures(tmp_path: 
 def test_reproduce_command_rejects_a_missing_data_folder(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="not found: pass --data"):
         main(["--data", str(tmp_path), "--skip-transformer", "--datasets", "sst"])
+
+
+def test_transformer_training_sample_holds_both_sst_classes_although_the_file_is_sorted_by_label() -> None:
+    from benchmarks.reproduce.data import load_sst
+
+    train = load_sst(DEFAULT_DATA).train
+    assert sum(train.head(500).labels) / 500 > 0.9  # the file's first sentences are nearly all positive
+    assert 0.4 < sum(train.sample(500, seed=0).labels) / 500 < 0.6
+
+
+def test_only_transformer_excludes_skip_transformer(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--only-transformer", "--skip-transformer"])
+    assert "exclude each other" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_only_transformer_fine_tunes_minilm_and_audits_layers_heads_and_rollout(tmp_path: Path) -> None:
+    out = tmp_path / "reports"
+    argv = [
+        "--data", str(DEFAULT_DATA), "--only-transformer", "--limit", "40",
+        "--transformer-train-limit", "8", "--transformer-audit-limit", "2",
+        "--transformer-adversarial-steps", "2", "--head-permutations", "2", "--threads", "1",
+        "--json", str(out / "r.json"), "--html", str(out / "r.html"), "--markdown", str(out / "r.md"),
+    ]  # fmt: skip
+    assert main(argv) == 0
+    result = json.loads((out / "r.json").read_text())
+    assert result["models"] == [] and result["transformer"]["trained_on"] == 8
+    audit = result["transformer"]["audit"]
+    heads = {(row["layer"], row["head"]) for row in audit["per_head"]["per_head"]}
+    assert heads == {(layer, head) for layer in range(6) for head in range(12)}
+    assert audit["rollout"]["options"]["aggregation"] == "rollout"
+    assert "MiniLM fine-tuned on SST" in (out / "r.md").read_text()

@@ -34,6 +34,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--track-dev", type=int, default=200, help="dev sentences for the per-epoch τ of the SST BiLSTMs (0: off)")
     p.add_argument("--skip-gap", action="store_true", help="skip the BiLSTM with MiniLM-initialised embeddings")
     p.add_argument("--skip-transformer", action="store_true", help="skip fine-tuning and auditing MiniLM")
+    p.add_argument("--only-transformer", action="store_true", help="only fine-tune and audit MiniLM (no BiLSTM models)")
     p.add_argument("--transformer-train-limit", type=int, default=2000, help="SST training sentences for MiniLM")
     p.add_argument("--transformer-epochs", type=int, default=1)
     p.add_argument("--transformer-audit-limit", type=int, default=24, help="test sentences audited per layer and head")
@@ -43,7 +44,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--json", type=Path, default=Path("reports/reproduce.json"))
     p.add_argument("--html", type=Path, default=Path("reports/reproduce.html"))
     p.add_argument("--markdown", type=Path, default=None, help="also write the tables as Markdown")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.only_transformer:
+        if args.skip_transformer:
+            p.error("--only-transformer and --skip-transformer exclude each other")
+        args.datasets, args.skip_gap = [], True
+    return args
 
 
 def _minilm(args: argparse.Namespace) -> str | None:
@@ -87,6 +93,7 @@ def _transformer(args: argparse.Namespace, settings: Settings) -> dict[str, Any]
     model, tokenizer, record = fine_tune(
         dataset, settings.minilm_dir, args.seed, args.transformer_epochs, args.transformer_train_limit
     )
+    print(f"[MiniLM] {record}", flush=True)
     limit = min(args.transformer_audit_limit, len(dataset.test.words))
     return {**record, "audit": audit_transformer(model, tokenizer, dataset, settings, limit, args.transformer_adversarial_steps)}
 

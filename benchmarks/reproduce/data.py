@@ -32,6 +32,13 @@ class Split:
     def head(self, limit: int | None) -> Split:
         return self if limit is None else Split(self.words[:limit], self.labels[:limit])
 
+    def sample(self, limit: int | None, seed: int) -> Split:
+        """``limit`` sentences drawn at random with ``seed`` (SST's file is sorted by label: a head is one class)."""
+        if limit is None or limit >= len(self.labels):
+            return self
+        index = random.Random(seed).sample(range(len(self.labels)), limit)
+        return Split([self.words[i] for i in index], [self.labels[i] for i in index])
+
 
 @dataclass
 class Dataset:

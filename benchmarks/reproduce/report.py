@@ -121,7 +121,8 @@ def transformer_tables(result: dict[str, Any]) -> str:
     """MiniLM: the last-layer and rollout verdicts, and a layer × head grid of the questions answered yes."""
     parts = [
         f"Fine-tuned on {result['trained_on']} SST sentences ({result['epochs']} epoch): test accuracy "
-        f"{_num(result['test_accuracy'])}, audited on {result['audit']['audited']} test sentences."
+        f"{_num(result['test_accuracy'])}, ROC-AUC {_num(result['test_auc'])}; audited on {result['audit']['audited']} test "
+        f"sentences drawn at random ({result['audit'].get('audited_positive', '?')} positive)."
     ]
     rows = []
     for name in ("last_layer", "rollout"):
