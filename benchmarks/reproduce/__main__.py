@@ -28,7 +28,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=4, help="training epochs of each BiLSTM / average model (J&W: 8)")
     p.add_argument("--datasets", nargs="*", choices=("sst", "agnews"), default=["sst", "agnews"])
     p.add_argument("--limit", type=int, default=None, help="use only the first N sentences of every split (smoke runs)")
-    p.add_argument("--audit-limit", type=int, default=None, help="audit only the first N test sentences (default: all)")
+    p.add_argument("--audit-limit", type=int, default=None, help="audit N random test sentences (seeded; default: all)")
     p.add_argument("--permutations", type=int, default=100, help="permutations per instance (J&W: 100)")
     p.add_argument("--batch-size", type=int, default=1024, help="audit batch size")
     p.add_argument("--track-dev", type=int, default=200, help="dev sentences for the per-epoch τ of the SST BiLSTMs (0: off)")

@@ -102,7 +102,10 @@ def run_variant(variant: Variant, dataset: Dataset, settings: Settings, checks: 
     )
     test_labels = np.asarray(dataset.test.labels)
     scores = predict(trained.model, test)
-    audited = test[: settings.audit_limit] if settings.audit_limit else test
+    audited = test
+    if settings.audit_limit and settings.audit_limit < len(test):  # a random sample: SST's file is sorted by label
+        picked = np.random.default_rng(settings.seed).choice(len(test), settings.audit_limit, replace=False)
+        audited = [test[i] for i in sorted(picked)]
     print(f"[{dataset.name}] auditing {variant.key} on {len(audited)} test instances", flush=True)
     started = time.perf_counter()
     report = audit_model(trained.model, audited, settings, checks=checks)
