@@ -57,11 +57,6 @@ class Batch:
             per_instance={k: v[index] if isinstance(v, Tensor) else v for k, v in self.per_instance.items()},
         )
 
-    def repeat(self, times: int) -> Batch:
-        """Each instance repeated ``times`` times in a row: b0, b0, ..., b1, b1, ..."""
-        index = torch.arange(self.size, device=self.input_ids.device).repeat_interleave(times)
-        return self.select(index)
-
     def gather_positions(self, rows: Tensor, keep: Tensor) -> Batch:
         """Instances ``rows`` with positions ``keep`` (n, T') in that order: token deletion."""
         picked = self.select(rows)
@@ -78,16 +73,11 @@ class Batch:
             per_token={k: take(v) for k, v in picked.per_token.items()},
         )
 
-    def delete_each_real_position(self) -> tuple[Batch, Tensor, Tensor]:
-        """One instance per (b, t) with t real, token t deleted (shifted left, mask shortened).
-
-        Returns the shortened batch and, for each of its rows, the original instance and position.
-        """
-        rows, positions = self.real.nonzero(as_tuple=True)
-        length = self.length
-        offsets = torch.arange(length - 1, device=self.input_ids.device)
+    def delete_positions(self, rows: Tensor, positions: Tensor) -> Batch:
+        """Instance ``rows[i]`` with token ``positions[i]`` deleted (shifted left, mask shortened), for each i."""
+        offsets = torch.arange(self.length - 1, device=positions.device)
         keep = offsets.unsqueeze(0) + (offsets.unsqueeze(0) >= positions.unsqueeze(1)).long()
-        return self.gather_positions(rows, keep), rows, positions
+        return self.gather_positions(rows, keep)
 
     def to(self, device: torch.device | str) -> Batch:
         return replace(

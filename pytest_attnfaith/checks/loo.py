@@ -39,9 +39,7 @@ def loo_importance(context: Context) -> torch.Tensor:
             ids = picked.input_ids.clone()
             ids[torch.arange(len(r)), t] = mask_id
             return replace(picked, input_ids=ids), None
-        offsets = torch.arange(length - 1, device=t.device)
-        keep = offsets.unsqueeze(0) + (offsets.unsqueeze(0) >= t.unsqueeze(1)).long()
-        return batch.gather_positions(r, keep), None
+        return batch.delete_positions(r, t), None
 
     importance = torch.zeros(batch.size, length, dtype=context.probs.dtype, device=context.probs.device)
     if length < 2:
