@@ -332,14 +332,22 @@ class AttentionModel(ABC):
             gap=None if parts[0].gap is None else torch.cat([part.gap for part in parts if part.gap is not None]),
         )
 
-    def forward_many(self, batch: Batch, edit: Edit | None = None) -> Tensor:
-        """Output distributions for a large batch, in chunks of ``batch_size``, without gradients."""
+    def run_rows(
+        self, total: int, make: Callable[[slice], tuple[Batch, Edit | None]], read: Callable[[Forward], Tensor] | None = None
+    ) -> list[Tensor]:
+        """``read(forward)`` (default: the output distributions) of ``total`` derived instances, each chunk of
+        ``batch_size`` rows built by ``make`` only when it runs (bounded memory). Returns the chunks' results."""
         size = self.options.batch_size
         parts = []
-        for start in range(0, batch.size, size):
-            part = slice(start, start + size)
-            chunk_edit = edit.chunk(part) if edit is not None else None
-            parts.append(self.forward(batch.select(part), chunk_edit).probs.detach())
+        for start in range(0, total, size):
+            batch, edit = make(slice(start, min(start + size, total)))
+            forward = self.forward(batch, edit)
+            parts.append((read(forward) if read is not None else forward.probs).detach())
+        return parts
+
+    def forward_many(self, batch: Batch, edit: Edit | None = None) -> Tensor:
+        """Output distributions for a large batch, in chunks of ``batch_size``, without gradients."""
+        parts = self.run_rows(batch.size, lambda part: (batch.select(part), edit.chunk(part) if edit is not None else None))
         return torch.cat(parts) if parts else torch.zeros(0, 2)
 
 

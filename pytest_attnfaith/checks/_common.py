@@ -61,12 +61,7 @@ class Context:
         self, total: int, make: Callable[[slice], tuple[Batch, Edit | None]], read: Callable[[Forward], Tensor] | None = None
     ) -> Tensor:
         """``read(forward)`` (default: the output distributions) of ``total`` derived instances, run chunk by chunk."""
-        size = self.options.batch_size
-        parts = []
-        for start in range(0, total, size):
-            batch, edit = make(slice(start, min(start + size, total)))
-            forward = self.model.forward(batch, edit)
-            parts.append((read(forward) if read is not None else forward.probs).detach())
+        parts = self.model.run_rows(total, make, read)
         if not parts:
             return torch.zeros(0, self.probs.shape[1], dtype=self.probs.dtype, device=self.probs.device)
         return torch.cat(parts).to(self.probs.device)
