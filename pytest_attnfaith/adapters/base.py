@@ -324,31 +324,50 @@ class AttentionModel(ABC):
     def forward_chunked(self, batch: Batch) -> Forward:
         """``forward`` over a large batch without edits or gradients, in chunks of ``batch_size`` (bounded memory)."""
         size = self.options.batch_size
-        parts = [self.forward(batch.select(slice(start, start + size))) for start in range(0, batch.size, size)]
-        return Forward(
-            probs=torch.cat([part.probs for part in parts]),
-            rows=torch.cat([part.rows for part in parts]),
-            attention=torch.cat([part.attention for part in parts]),
-            gap=None if parts[0].gap is None else torch.cat([part.gap for part in parts if part.gap is not None]),
-        )
+        fields: dict[str, Tensor | None] = {"probs": None, "rows": None, "attention": None, "gap": None}
+        for start in range(0, batch.size, size):
+            part = slice(start, min(start + size, batch.size))
+            forward = self.forward(batch.select(part))
+            for name in fields:
+                value = getattr(forward, name)
+                fields[name] = None if value is None else write_chunk(fields[name], part, value.detach(), batch.size)
+        probs, rows, attention = fields["probs"], fields["rows"], fields["attention"]
+        assert probs is not None and rows is not None and attention is not None
+        return Forward(probs=probs, rows=rows, attention=attention, gap=fields["gap"])
 
     def run_rows(
         self, total: int, make: Callable[[slice], tuple[Batch, Edit | None]], read: Callable[[Forward], Tensor] | None = None
-    ) -> list[Tensor]:
+    ) -> Tensor | None:
         """``read(forward)`` (default: the output distributions) of ``total`` derived instances, each chunk of
-        ``batch_size`` rows built by ``make`` only when it runs (bounded memory). Returns the chunks' results."""
+        ``batch_size`` rows built by ``make`` only when it runs, written into one tensor allocated by the first
+        chunk (bounded memory: no per-chunk results are kept alive between passes). None when ``total`` is 0."""
         size = self.options.batch_size
-        parts = []
+        out: Tensor | None = None
         for start in range(0, total, size):
-            batch, edit = make(slice(start, min(start + size, total)))
-            forward = self.forward(batch, edit)
-            parts.append((read(forward) if read is not None else forward.probs).detach())
-        return parts
+            part = slice(start, min(start + size, total))
+            batch, edit = make(part)
+            out = write_chunk(out, part, self._read(self.forward(batch, edit), read), total)
+        return out
+
+    @staticmethod
+    def _read(forward: Forward, read: Callable[[Forward], Tensor] | None) -> Tensor:
+        return (read(forward) if read is not None else forward.probs).detach()
 
     def forward_many(self, batch: Batch, edit: Edit | None = None) -> Tensor:
         """Output distributions for a large batch, in chunks of ``batch_size``, without gradients."""
-        parts = self.run_rows(batch.size, lambda part: (batch.select(part), edit.chunk(part) if edit is not None else None))
-        return torch.cat(parts) if parts else torch.zeros(0, 2)
+        out = self.run_rows(batch.size, lambda part: (batch.select(part), edit.chunk(part) if edit is not None else None))
+        return out if out is not None else torch.zeros(0, 2)
+
+
+def write_chunk(out: Tensor | None, part: slice, values: Tensor, total: int) -> Tensor:
+    """Write one chunk's ``values`` into ``out[part]``; the first chunk allocates ``out`` for ``total`` rows.
+
+    One allocation per result instead of a list of per-chunk tensors joined at the end: half the
+    peak, and no small long-lived tensors left between the passes' large temporaries."""
+    if out is None:
+        out = values.new_empty((total, *values.shape[1:]))
+    out[part] = values
+    return out
 
 
 def check_distribution(forward: Forward, batch: Batch, where: str) -> None:

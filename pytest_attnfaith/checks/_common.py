@@ -16,6 +16,11 @@ from pytest_attnfaith.metrics import kendall_tau, nan_summary, restrict
 from pytest_attnfaith.options import Options
 from pytest_attnfaith.results import CheckResult
 
+BACKWARD_COST = 4
+"""A pass that backpropagates keeps every activation for the backward pass: measured on J&W's BiLSTM
+(``benchmarks/RESULTS.md``), a gradient pass over 64 rows peaks at the resident memory of a plain
+pass over 256 rows. Such passes run ``batch_size // 4`` rows, so ``batch_size`` bounds memory alike."""
+
 
 @dataclass
 class Context:
@@ -53,6 +58,11 @@ class Context:
         offset = sum(ord(c) * (i + 1) for i, c in enumerate(check))
         return torch.Generator().manual_seed(self.options.seed * 1_000_003 + offset)
 
+    @property
+    def backward_rows(self) -> int:
+        """Rows per pass that backpropagates: ``batch_size // BACKWARD_COST`` (at least 1)."""
+        return max(self.options.batch_size // BACKWARD_COST, 1)
+
     def defined(self) -> np.ndarray:
         """Instances with at least two real positions (a counterfactual exists)."""
         return (self.real_count >= 2).cpu().numpy()
@@ -61,10 +71,10 @@ class Context:
         self, total: int, make: Callable[[slice], tuple[Batch, Edit | None]], read: Callable[[Forward], Tensor] | None = None
     ) -> Tensor:
         """``read(forward)`` (default: the output distributions) of ``total`` derived instances, run chunk by chunk."""
-        parts = self.model.run_rows(total, make, read)
-        if not parts:
+        out = self.model.run_rows(total, make, read)
+        if out is None:
             return torch.zeros(0, self.probs.shape[1], dtype=self.probs.dtype, device=self.probs.device)
-        return torch.cat(parts).to(self.probs.device)
+        return out.to(self.probs.device)
 
 
 def tau_result(

@@ -15,8 +15,8 @@ Two ways to find the candidates (``adversarial_method``):
 * ``search`` — J&W's optimiser, batched over instances × ``adversaries``: free logits initialised
   at log(1/n) + 3·N(0, 1), Adam (lr ``adversarial_lr``, amsgrad), loss −JSD(α', α̂) +
   500·ReLU(TVD − 0.01) − mean pairwise JSD among the adversaries, up to ``adversarial_steps``
-  steps, stopping early once no instance's best JSD rises by 1e-3 over 50 steps. Every iterate is a real candidate: the best
-  valid one is kept.
+  steps, a chunk of instances at a time, each chunk stopping early once none of its instances' best
+  JSD rises by 1e-3 over 50 steps. Every iterate is a real candidate: the best valid one is kept.
 
 ``auto`` uses the exact optimum where it applies and the search elsewhere.
 """
@@ -124,45 +124,47 @@ def _pair_jsd(wi: Tensor, wj: Tensor, ai: Tensor, aj: Tensor) -> Tensor:
 
 
 def search_max_jsd(context: Context, instances: Tensor) -> Tensor:
-    """J&W's adversarial search for ``instances``, batched over instances × adversaries."""
+    """J&W's adversarial search for ``instances``, batched over instances × adversaries.
+
+    Whole instances are optimised together, ``backward_rows // adversaries`` per chunk, each chunk to
+    convergence before the next (Adam is elementwise, so this is the same optimisation as one big
+    batch): the chunk's upstream pass is computed once and memory stays bounded by the chunk."""
+    count = context.options.adversaries
+    real = context.real[instances]
+    noise = torch.randn((len(instances) * count, real.shape[1]), generator=context.generator("adversarial-search"))
+    per_chunk = max(context.backward_rows // count, 1)
+    parts = [
+        _search_chunk(context, chunk, noise[start * count : (start + len(chunk)) * count].to(real.device))
+        for start, chunk in zip(range(0, len(instances), per_chunk), instances.split(per_chunk), strict=True)
+    ]
+    return torch.cat(parts)
+
+
+def _search_chunk(context: Context, instances: Tensor, noise: Tensor) -> Tensor:
+    """The search for one chunk of instances (``noise``: N(0, 1) per adversary and position)."""
     options = context.options
     count = options.adversaries
-    device = context.probs.device
     real = context.real[instances].repeat_interleave(count, 0)
     alpha = context.attention[instances].repeat_interleave(count, 0)
     target = context.probs[instances].repeat_interleave(count, 0)
     n = real.sum(dim=1, keepdim=True).float()
-    generator = context.generator("adversarial-search")
-    noise = torch.randn(real.shape, generator=generator).to(device)
     logits = (torch.log(1.0 / n) + 3.0 * noise).requires_grad_(True)
     optimizer = torch.optim.Adam([logits], lr=options.adversarial_lr, amsgrad=True)
-    best = torch.zeros(len(instances), device=device)
+    best = torch.zeros(len(instances), device=real.device)
     checkpoint = best.clone()
-    rows = instances.repeat_interleave(count).to(context.batch.input_ids.device)
-    size = max(options.batch_size // count, 1) * count  # whole instances per chunk: the spread term pairs their adversaries
+    batch = context.batch.select(instances.repeat_interleave(count).to(context.batch.input_ids.device))
     for step in range(options.adversarial_steps):
         optimizer.zero_grad()
-        grad = torch.zeros_like(logits)
-        found = []
-        for start in range(0, len(rows), size):
-            part = slice(start, start + size)
-            candidate = torch.softmax(logits[part].masked_fill(~real[part], float("-inf")), dim=1)
-            forward = context.model.forward(
-                context.batch.select(rows[part]), Edit(replace_rows, {"weights": candidate}), grad=True
-            )
-            distance = tvd(forward.probs, target[part])
-            divergence = _masked_jsd(candidate, alpha[part], real[part])
-            spread = _mean_pairwise_jsd(
-                candidate.view(-1, count, candidate.shape[1]), real[part].view(-1, count, candidate.shape[1])
-            )
-            loss = (-divergence + HINGE_WEIGHT * torch.relu(distance - HINGE_MARGIN)).sum() - spread.sum()
-            (part_grad,) = torch.autograd.grad(loss, logits)
-            grad += part_grad
-            found.append(torch.where(distance <= options.epsilon, divergence, torch.zeros_like(divergence)).detach())
-        logits.grad = grad
+        candidate = torch.softmax(logits.masked_fill(~real, float("-inf")), dim=1)
+        forward = context.model.forward(batch, Edit(replace_rows, {"weights": candidate}), grad=True)
+        distance = tvd(forward.probs, target)
+        divergence = _masked_jsd(candidate, alpha, real)
+        spread = _mean_pairwise_jsd(candidate.view(-1, count, candidate.shape[1]), real.view(-1, count, candidate.shape[1]))
+        loss = (-divergence + HINGE_WEIGHT * torch.relu(distance - HINGE_MARGIN)).sum() - spread.sum()
+        loss.backward(inputs=[logits])
         optimizer.step()
-        step_best = torch.cat(found).view(-1, count).amax(dim=1)
-        best = torch.maximum(best, step_best)
+        found = torch.where(distance <= options.epsilon, divergence, torch.zeros_like(divergence)).detach()
+        best = torch.maximum(best, found.view(-1, count).amax(dim=1))
         if (step + 1) % PATIENCE == 0:
             if float((best - checkpoint).max()) < CONVERGED:
                 break
@@ -210,7 +212,8 @@ def max_jsd(context: Context) -> tuple[np.ndarray, np.ndarray]:
         solvable = exact.nonzero().flatten()
         gap = context.reference.gap
         p1 = torch.sigmoid(gap) if gap is not None else context.probs[:, 1].double()
-        for part in solvable.split(context.options.batch_size):  # (n, T, T) pair tables: bounded memory
+        pairs_per_chunk = max(context.options.batch_size // context.real.shape[1], 1)  # (n, T, T) ≤ batch_size × T
+        for part in solvable.split(pairs_per_chunk):
             values[part] = exact_max_jsd(
                 context.attention[part].double(),
                 context.real[part],
