@@ -70,14 +70,20 @@ def audit_model(model: torch.nn.Module, sequences: list[list[int]], settings: Se
 
 
 def tau_tracker(sequences: list[list[int]], settings: Settings) -> Any:
-    """After each epoch: mean τ (gradient, LOO) on a few dev sentences, to see how agreement moves with training."""
+    """After each epoch, on a few dev sentences: mean τ (gradient, LOO) and the permutation check (median TVD,
+    fraction flagged), to see how agreement and use of the attention move with training."""
 
     def track(model: torch.nn.Module) -> dict[str, float]:
         wrapped = af.wrap(model, attention="attn", embeddings="embed")
-        report = af.audit(
-            wrapped, batch_inputs(sequences), checks=("gradient", "loo"), seed=settings.seed, batch_size=settings.batch_size
-        )
-        return {f"dev_tau_{name}": report.checks[name].statistic for name in ("gradient", "loo")}
+        checks = ("gradient", "loo", "permutation")
+        options = {"seed": settings.seed, "batch_size": settings.batch_size, "permutations": settings.permutations}
+        report = af.audit(wrapped, batch_inputs(sequences), checks=checks, **options)
+        permutation = report.checks["permutation"]
+        return {
+            **{f"dev_tau_{name}": report.checks[name].statistic for name in ("gradient", "loo")},
+            "dev_permutation_median": permutation.details["median"],
+            "dev_permutation_flagged": permutation.statistic,
+        }
 
     return track
 

@@ -85,7 +85,7 @@ def verdict_table(models: list[dict[str, Any]]) -> str:
 
 
 def history_table(models: list[dict[str, Any]]) -> str:
-    """Per tracked model and epoch: dev ROC-AUC and dev τ (gradient, LOO)."""
+    """Per tracked model and epoch: dev ROC-AUC, dev τ (gradient, LOO) and the permutation check where tracked."""
     rows = [
         [
             m["dataset"],
@@ -95,12 +95,15 @@ def history_table(models: list[dict[str, Any]]) -> str:
             _num(h["dev_accuracy"]),
             _num(h["dev_tau_gradient"]),
             _num(h["dev_tau_loo"]),
+            _num(h.get("dev_permutation_median", float("nan")), 3),
+            _num(h.get("dev_permutation_flagged", float("nan"))),
         ]
         for m in models
         for h in m["history"]
         if "dev_tau_gradient" in h
     ]
-    return _table(["data", "model", "epoch", "dev AUC", "dev acc", "dev τ grad", "dev τ LOO"], rows) if rows else ""
+    header = ["data", "model", "epoch", "dev AUC", "dev acc", "dev τ grad", "dev τ LOO", "dev perm. TVD", "dev perm. flagged"]
+    return _table(header, rows) if rows else ""
 
 
 def head_answers(rows: list[dict[str, Any]]) -> dict[tuple[int, int], dict[str, bool | None]]:

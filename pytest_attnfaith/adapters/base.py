@@ -336,9 +336,12 @@ class AttentionModel(ABC):
         return Forward(probs=probs, rows=rows, attention=attention, gap=fields["gap"])
 
     def run_rows(
-        self, total: int, make: Callable[[slice], tuple[Batch, Edit | None]], read: Callable[[Forward], Tensor] | None = None
+        self,
+        total: int,
+        make: Callable[[slice], tuple[Batch, Edit | None]],
+        read: Callable[[Forward, slice], Tensor] | None = None,
     ) -> Tensor | None:
-        """``read(forward)`` (default: the output distributions) of ``total`` derived instances, each chunk of
+        """``read(forward, part)`` (default: the output distributions) of ``total`` derived rows, each chunk of
         ``batch_size`` rows built by ``make`` only when it runs, written into one tensor allocated by the first
         chunk (bounded memory: no per-chunk results are kept alive between passes). None when ``total`` is 0."""
         size = self.options.batch_size
@@ -346,12 +349,9 @@ class AttentionModel(ABC):
         for start in range(0, total, size):
             part = slice(start, min(start + size, total))
             batch, edit = make(part)
-            out = write_chunk(out, part, self._read(self.forward(batch, edit), read), total)
+            forward = self.forward(batch, edit)
+            out = write_chunk(out, part, (read(forward, part) if read is not None else forward.probs).detach(), total)
         return out
-
-    @staticmethod
-    def _read(forward: Forward, read: Callable[[Forward], Tensor] | None) -> Tensor:
-        return (read(forward) if read is not None else forward.probs).detach()
 
     def forward_many(self, batch: Batch, edit: Edit | None = None) -> Tensor:
         """Output distributions for a large batch, in chunks of ``batch_size``, without gradients."""

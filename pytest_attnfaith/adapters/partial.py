@@ -211,9 +211,13 @@ class RowCache:
     KEY = "__key__"
 
     def __init__(self) -> None:
+        self.stored: dict[str, Tensor] = {}
+        self.clear()
+
+    def clear(self) -> None:
+        """Forget every row but keep the buffers (a full cache starts afresh without allocating again)."""
         self.count = 0
         self.order = torch.zeros(0, dtype=torch.long)
-        self.stored: dict[str, Tensor] = {}
 
     def find(self, inputs: dict[str, Tensor], keys: Tensor) -> Tensor:
         """Per row, its slot in the cache (-1 where absent)."""
@@ -230,8 +234,12 @@ class RowCache:
 
     def add(self, values: dict[str, Tensor], keys: Tensor) -> Tensor:
         """Store rows (inputs and frontier values by name) in buffers that double as they fill; returns their slots."""
+        values = {**values, self.KEY: keys}
+        if any(name in self.stored and self.stored[name][0].shape != v[0].shape for name, v in values.items()):
+            self.stored = {}  # rows of another shape: start afresh
+            self.clear()
         needed = self.count + len(keys)
-        for name, value in {**values, self.KEY: keys}.items():
+        for name, value in values.items():
             store = self.stored.get(name)
             if store is None or store.shape[0] < needed:
                 grown = value.new_empty((max(needed, 2 * self.count, 16), *value.shape[1:]))
@@ -278,7 +286,7 @@ class PartialForward:
         slots = self.cache.find(rows, keys)
         missing = slots < 0
         if bool(missing.any()) and self.cache.count + len(torch.unique(keys[missing])) > self.capacity:
-            self.cache = RowCache()  # full: start afresh (bounded memory)
+            self.cache.clear()  # full: start afresh in the same buffers (bounded memory)
             slots, missing = torch.full_like(slots, -1), torch.ones_like(missing)
         if bool(missing.any()):
             added = self._fill(plan, rows, keys, missing)

@@ -68,9 +68,12 @@ class Context:
         return (self.real_count >= 2).cpu().numpy()
 
     def run_rows(
-        self, total: int, make: Callable[[slice], tuple[Batch, Edit | None]], read: Callable[[Forward], Tensor] | None = None
+        self,
+        total: int,
+        make: Callable[[slice], tuple[Batch, Edit | None]],
+        read: Callable[[Forward, slice], Tensor] | None = None,
     ) -> Tensor:
-        """``read(forward)`` (default: the output distributions) of ``total`` derived instances, run chunk by chunk."""
+        """``read(forward, part)`` (default: the output distributions) of ``total`` derived rows, chunk by chunk."""
         out = self.model.run_rows(total, make, read)
         if out is None:
             return torch.zeros(0, self.probs.shape[1], dtype=self.probs.dtype, device=self.probs.device)

@@ -24,6 +24,7 @@ Two ways to find the candidates (``adversarial_method``):
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -44,17 +45,17 @@ PATIENCE = 50  # steps between convergence tests
 CONVERGED = 1e-3  # stop when no instance's best JSD rose by more than this (nats) over PATIENCE steps
 
 
-def _gap_of(forward: Forward) -> Tensor:
+def _gap_of(forward: Forward, part: slice) -> Tensor:
     assert forward.gap is not None  # two-class outputs only
     return forward.gap
 
 
-def _gaps_for(context: Context, instances: Tensor, weights: Tensor) -> Tensor:
-    """Logit gaps d of ``instances`` with every head's read row replaced by ``weights``."""
+def _gaps_for(context: Context, instances: Tensor, weights: Callable[[slice], Tensor]) -> Tensor:
+    """Logit gaps d of ``instances`` with every head's read row replaced by ``weights(part)`` (built per chunk)."""
     batch = context.batch
 
     def make(part: slice) -> tuple[Batch, Edit | None]:
-        return batch.select(instances[part].to(batch.input_ids.device)), Edit(replace_rows, {"weights": weights[part]})
+        return batch.select(instances[part].to(batch.input_ids.device)), Edit(replace_rows, {"weights": weights(part)})
 
     return context.run_rows(len(instances), make, read=_gap_of)
 
@@ -67,15 +68,14 @@ def linear_readout(context: Context) -> tuple[Tensor, Tensor]:
     if context.reference.gap is None:
         return torch.zeros(size, length, dtype=torch.float64, device=device), torch.zeros(size, dtype=torch.bool, device=device)
     rows, positions = real.nonzero(as_tuple=True)
-    one_hot = torch.nn.functional.one_hot(positions, length).float()
     vertex = torch.zeros(size, length, dtype=torch.float64, device=device)
-    vertex[rows, positions] = _gaps_for(context, rows, one_hot)
+    vertex[rows, positions] = _gaps_for(context, rows, lambda part: torch.nn.functional.one_hot(positions[part], length).float())
     generator = context.generator("adversarial-linearity")
     gamma = -torch.log(torch.rand(size * LINEARITY_PROBES, length, generator=generator)).to(device)
     mixtures = torch.where(real.repeat_interleave(LINEARITY_PROBES, 0), gamma, 0.0)
     mixtures = mixtures / mixtures.sum(dim=1, keepdim=True).clamp(min=1e-30)
     instances = torch.arange(size, device=device).repeat_interleave(LINEARITY_PROBES)
-    actual = _gaps_for(context, instances, mixtures)
+    actual = _gaps_for(context, instances, lambda part: mixtures[part])
     predicted = (mixtures * vertex[instances]).sum(dim=1)
     scale = 1.0 + vertex.abs().amax(dim=1)[instances]
     close = ((actual - predicted).abs() <= LINEARITY_TOLERANCE * scale).view(size, LINEARITY_PROBES).all(dim=1)

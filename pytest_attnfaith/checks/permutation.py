@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from pytest_attnfaith.adapters import Batch, Edit
+from pytest_attnfaith.adapters import Batch, Edit, Forward
 from pytest_attnfaith.checks._common import Context, fraction_result
 from pytest_attnfaith.metrics import tvd
 from pytest_attnfaith.results import CheckResult
@@ -46,14 +46,18 @@ def median_permutation_tvd(context: Context) -> np.ndarray:
     generator = context.generator("permutation")
     batch = context.batch
 
+    def instances(part: slice) -> Tensor:
+        return torch.arange(part.start, part.stop) // count
+
     def make(part: slice) -> tuple[Batch, Edit | None]:
-        instances = torch.arange(part.start, part.stop) // count
-        chunk = batch.select(instances.to(batch.input_ids.device))
+        chunk = batch.select(instances(part).to(batch.input_ids.device))
         return chunk, Edit(_permute, {"index": permutation_index(chunk.real, generator)})
 
-    probs = context.run_rows(batch.size * count, make)
-    distances = tvd(probs.view(batch.size, count, -1), context.probs.unsqueeze(1)).cpu().numpy()
-    medians = np.median(distances, axis=1)
+    def distance(forward: Forward, part: slice) -> Tensor:
+        return tvd(forward.probs, context.probs[instances(part).to(context.probs.device)])
+
+    distances = context.run_rows(batch.size * count, make, read=distance)
+    medians = np.median(distances.view(batch.size, count).cpu().numpy(), axis=1)
     return np.where(context.defined(), medians, np.nan)
 
 
