@@ -18,7 +18,7 @@ from torch.nn.utils import rnn
 
 import pytest_attnfaith as af
 from pytest_attnfaith.adapters import Edit, prepare_batch
-from pytest_attnfaith.adapters.partial import RowCache, _row_keys
+from pytest_attnfaith.adapters.rowcache import RowCache, row_keys
 from pytest_attnfaith.checks import Context
 from pytest_attnfaith.checks._common import replace_rows
 from pytest_attnfaith.checks.adversarial import exact_max_jsd, linear_readout, max_jsd, search_max_jsd
@@ -125,14 +125,14 @@ def test_partial_forward_leaves_model_and_torch_as_they_were() -> None:
 def test_row_cache_finds_rows_by_content_and_misses_changed_rows() -> None:
     cache = RowCache()
     ids = torch.tensor([[5, 6, 7], [8, 9, 0], [5, 6, 7]])
-    keys = _row_keys([ids])
+    keys = row_keys([ids])
     assert (cache.find({"input_ids": ids}, keys) == -1).all()
     slots = cache.add({"input_ids": ids[:2], "node:h": torch.tensor([[1.0], [2.0]])}, keys[:2])
     assert slots.tolist() == [0, 1]
     query = torch.tensor([[8, 9, 0], [5, 6, 7], [5, 6, 8]])
-    assert cache.find({"input_ids": query}, _row_keys([query])).tolist() == [1, 0, -1]
+    assert cache.find({"input_ids": query}, row_keys([query])).tolist() == [1, 0, -1]
     shorter = query[:, :2]
-    assert (cache.find({"input_ids": shorter}, _row_keys([shorter])) == -1).all()
+    assert (cache.find({"input_ids": shorter}, row_keys([shorter])) == -1).all()
 
 
 def test_device_option_cpu_keeps_every_tensor_on_cpu() -> None:

@@ -31,7 +31,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--audit-limit", type=int, default=None, help="audit N random test sentences (seeded; default: all)")
     p.add_argument("--permutations", type=int, default=100, help="permutations per instance (J&W: 100)")
     p.add_argument("--batch-size", type=int, default=1024, help="audit batch size")
-    p.add_argument("--track-dev", type=int, default=200, help="dev sentences for the per-epoch τ and permutation check of the SST BiLSTMs (0: off)")
+    p.add_argument("--track-dev", type=int, default=200, help="SST dev sentences audited after every epoch (0: off)")
     p.add_argument("--skip-gap", action="store_true", help="skip the BiLSTM with MiniLM-initialised embeddings")
     p.add_argument("--skip-transformer", action="store_true", help="skip fine-tuning and auditing MiniLM")
     p.add_argument("--only-transformer", action="store_true", help="only fine-tune and audit MiniLM (no BiLSTM models)")

@@ -181,9 +181,10 @@ class AttentionModel(ABC):
         return self.options.mask_token_id
 
     def tokens(self, batch: Batch) -> list[list[str]]:
-        """Per instance, the display text of each real token (ids where no vocabulary is known)."""
+        """Per instance, the display text of each real token (ids where no vocabulary is known; one string per id)."""
+        names: dict[int, str] = {}
         return [
-            [str(int(i)) for i, keep in zip(row, real, strict=True) if keep]
+            [names.setdefault(i, str(i)) for i, keep in zip(row, real, strict=True) if keep]
             for row, real in zip(batch.input_ids.tolist(), batch.real.tolist(), strict=True)
         ]
 

@@ -1,20 +1,20 @@
 """Counterfactual passes from the chosen layer up: the layers below it are not run again.
 
 An edit of layer c's attention cannot change what enters layer c, so the hidden states entering
-it are cached per instance on the reference pass (keyed by the instance's input tensors), and a
-counterfactual pass whose instances are all cached runs the embeddings, then layers c, c+1, ...
-only: the model's list of layers is swapped for its tail during the call, and a pre-hook on
-layer c substitutes the cached hidden states for its input. Everything is undone on exit.
+it are cached per instance (``RowCache``, keyed by the instance's input rows; an instance not
+cached yet runs the layers below c once, stopped at c's input), and a counterfactual pass runs
+the embeddings, then layers c, c+1, ... only: the model's list of layers is swapped for its tail
+during the call, and a pre-hook on layer c substitutes the cached hidden states for its input.
+Everything is undone on exit.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
 
@@ -38,29 +38,6 @@ def find_stack(model: nn.Module, attention_modules: Sequence[nn.Module]) -> Stac
     return None
 
 
-def row_keys(kwargs: Mapping[str, Any], size: int) -> list[bytes]:
-    """One key per instance from every per-instance tensor it is called with."""
-    tensors = [value.detach().cpu() for _, value in sorted(kwargs.items()) if isinstance(value, Tensor) and value.dim() >= 1]
-    tensors = [t for t in tensors if t.shape[0] == size]
-    return [b"|".join(t[i].numpy().tobytes() + str(tuple(t[i].shape)).encode() for t in tensors) for i in range(size)]
-
-
-class HiddenCache:
-    """Hidden states entering layer ``layer`` of the reference instances."""
-
-    def __init__(self, layer: int, keys: list[bytes], hidden: Tensor) -> None:
-        self.layer = layer
-        self.index = {key: row for row, key in enumerate(keys)}
-        self.hidden = hidden
-
-    def rows(self, keys: list[bytes]) -> Tensor | None:
-        """The cached hidden states for these instances, or None unless every one is cached."""
-        found = [self.index.get(key) for key in keys]
-        if any(row is None for row in found):
-            return None
-        return self.hidden[torch.tensor(found, device=self.hidden.device)]
-
-
 def _hidden_argument(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Tensor | None:
     value = args[0] if args else kwargs.get("hidden_states")
     return value if isinstance(value, Tensor) else None
@@ -76,6 +53,30 @@ def recording(stack: Stack, layer: int, into: list[Tensor]) -> Iterator[None]:
             into.append(hidden.detach())
 
     handle = stack.blocks[layer].register_forward_pre_hook(record, with_kwargs=True)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+class Entered(Exception):  # noqa: N818 (control flow, not an error)
+    """Raised by ``stopping`` once the hidden states entering the layer are known: the rest is not run."""
+
+    def __init__(self, hidden: Tensor) -> None:
+        super().__init__("hidden states recorded")
+        self.hidden = hidden
+
+
+@contextlib.contextmanager
+def stopping(stack: Stack, layer: int) -> Iterator[None]:
+    """Raise ``Entered`` with the hidden states entering ``layer``, so that the layers from it on never run."""
+
+    def stop(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        hidden = _hidden_argument(args, kwargs)
+        if hidden is not None:
+            raise Entered(hidden.detach())
+
+    handle = stack.blocks[layer].register_forward_pre_hook(stop, with_kwargs=True)
     try:
         yield
     finally:

@@ -27,6 +27,7 @@ from torch import Tensor, nn
 from pytest_attnfaith.adapters import hf_fast
 from pytest_attnfaith.adapters.base import AttentionModel, Edit, Forward
 from pytest_attnfaith.adapters.inputs import Batch
+from pytest_attnfaith.adapters.rowcache import RowCache
 from pytest_attnfaith.adapters.softmax import SoftmaxInterceptor
 from pytest_attnfaith.errors import AttentionUnavailableError, AttnFaithError
 from pytest_attnfaith.metrics import logits_of
@@ -63,7 +64,8 @@ class HuggingFaceModel(AttentionModel):
         self._query: Tensor | None = None
         self._loaded_tokenizer = False
         self._stack: hf_fast.Stack | None = None
-        self._cache: hf_fast.HiddenCache | None = None
+        self._cache: RowCache | None = None
+        self._cache_layer = -1
         self._verified: dict[int, bool] = {}
         self.fast_passes = 0
 
@@ -173,33 +175,56 @@ class HuggingFaceModel(AttentionModel):
     def _run(self, kwargs: dict[str, Any]) -> Any:
         """Run the model: from the chosen layer on cached hidden states where possible, else in full."""
         layer = self._fast_layer()
-        if layer is None:
+        if layer is None or torch.is_grad_enabled():
             return self.module(**kwargs)
-        keys = hf_fast.row_keys(kwargs, int(kwargs["input_ids"].shape[0]))
-        hidden = self._cache.rows(keys) if self._cache is not None and self._cache.layer == layer else None
-        if hidden is not None and self._verified.get(layer):
-            self.fast_passes += 1
-            return self._from_layer(kwargs, layer, hidden)
-        if torch.is_grad_enabled() or (self.tap.armed is not None and self.tap.armed.edit is not None):
+        if layer not in self._verified:
+            edited = self.tap.armed is not None and self.tap.armed.edit is not None
+            return self.module(**kwargs) if edited else self._verify(kwargs, layer)
+        if not self._verified[layer]:
             return self.module(**kwargs)
-        return self._record(kwargs, layer, keys)
+        rows = self._rows(kwargs)
+        slots = self._layer_cache(layer).slots(rows, lambda picked: {"hidden": self._entering(kwargs, rows, picked, layer)})
+        if slots is None:
+            return self.module(**kwargs)
+        self.fast_passes += 1
+        return self._from_layer(kwargs, layer, self._layer_cache(layer).stored["hidden"][slots])
 
-    def _record(self, kwargs: dict[str, Any], layer: int, keys: list[bytes]) -> Any:
-        """A full pass that caches the hidden states entering ``layer``, checked once against the shortcut."""
+    @staticmethod
+    def _rows(kwargs: dict[str, Any]) -> dict[str, Tensor]:
+        return {k: v for k, v in kwargs.items() if isinstance(v, Tensor) and v.dim() >= 1}
+
+    def _layer_cache(self, layer: int) -> RowCache:
+        if self._cache is None or self._cache_layer != layer:
+            self._cache, self._cache_layer = RowCache(self.options.batch_size), layer
+        return self._cache
+
+    def _verify(self, kwargs: dict[str, Any], layer: int) -> Any:
+        """A full pass that records the hidden states entering ``layer`` and checks the shortcut against it once."""
         entering: list[Tensor] = []
         with hf_fast.recording(self._stack, layer, entering):  # type: ignore[arg-type]
             output = self.module(**kwargs)
-        if len(entering) != 1 or (self._cache is not None and self._cache.layer == layer):
+        if len(entering) != 1:
+            self._verified[layer] = False
             return output
-        self._cache = hf_fast.HiddenCache(layer, keys, entering[0])
-        if layer not in self._verified:
-            armed = self.tap.disarm()
-            try:
-                shortcut = self._from_layer(kwargs, layer, entering[0])
-            finally:
-                self.tap.arm(armed)  # type: ignore[arg-type]
-            self._verified[layer] = torch.allclose(logits_of(shortcut).float(), logits_of(output).float(), atol=1e-5, rtol=1e-4)
+        armed = self.tap.disarm()
+        try:
+            shortcut = self._from_layer(kwargs, layer, entering[0])
+        finally:
+            self.tap.arm(armed)  # type: ignore[arg-type]
+        self._verified[layer] = torch.allclose(logits_of(shortcut).float(), logits_of(output).float(), atol=1e-5, rtol=1e-4)
+        if self._verified[layer]:
+            self._layer_cache(layer).slots(self._rows(kwargs), lambda picked: {"hidden": entering[0][picked]})
         return output
+
+    def _entering(self, kwargs: dict[str, Any], rows: dict[str, Tensor], picked: Tensor, layer: int) -> Tensor:
+        """The hidden states entering ``layer`` for the rows ``picked``: the layers below it only."""
+        subset = {**kwargs, **{name: value[picked.to(value.device)] for name, value in rows.items()}}
+        try:
+            with hf_fast.stopping(self._stack, layer):  # type: ignore[arg-type]
+                self.module(**subset)
+        except hf_fast.Entered as entered:
+            return entered.hidden
+        raise AttentionUnavailableError(f"layer {layer} of {type(self.module).__name__} never ran")
 
     def _from_layer(self, kwargs: dict[str, Any], layer: int, hidden: Tensor) -> Any:
         self._calls = layer

@@ -31,10 +31,10 @@ from torch import Tensor, nn
 from torch.nn.utils import rnn
 
 from pytest_attnfaith.adapters.base import AttentionTap
+from pytest_attnfaith.adapters.rowcache import RowCache
 from pytest_attnfaith.metrics import logits_of
 
 LEAF_FUNCTIONS = ("pack_padded_sequence", "pad_packed_sequence", "pack_sequence", "pad_sequence")
-PRIME = 2_147_483_647
 RTOL, ATOL = 1e-5, 1e-6
 
 
@@ -189,68 +189,8 @@ def _rowwise(one: Any, two: Any) -> bool:
     return bool(torch.equal(one[0], two[1]))
 
 
-def _row_keys(tensors: list[Tensor]) -> Tensor:
-    """A hash of each row's content (exact integers, no rounding): equal rows, equal keys."""
-    parts = []
-    for t in tensors:
-        flat = t.reshape(t.shape[0], -1)
-        ints = flat.double().view(torch.int64) if flat.is_floating_point() else flat.long()
-        parts.append(ints.remainder(PRIME))
-    flat = torch.cat(parts, dim=1)
-    weights = torch.randint(1, 4096, (flat.shape[1],), generator=torch.Generator().manual_seed(flat.shape[1])).to(flat.device)
-    return (flat * weights).sum(dim=1)
-
-
 def _slot(node: fx.Node) -> str:
     return f"node:{node.name}"
-
-
-class RowCache:
-    """Frontier values of the instances seen so far, found again by the content of their inputs."""
-
-    KEY = "__key__"
-
-    def __init__(self) -> None:
-        self.stored: dict[str, Tensor] = {}
-        self.clear()
-
-    def clear(self) -> None:
-        """Forget every row but keep the buffers (a full cache starts afresh without allocating again)."""
-        self.count = 0
-        self.order = torch.zeros(0, dtype=torch.long)
-
-    def find(self, inputs: dict[str, Tensor], keys: Tensor) -> Tensor:
-        """Per row, its slot in the cache (-1 where absent)."""
-        if self.count == 0 or any(inputs[name].shape[1:] != self.stored[name].shape[1:] for name in inputs):
-            return torch.full_like(keys, -1)
-        ordered = self.stored[self.KEY][self.order]
-        position = torch.searchsorted(ordered, keys).clamp(max=self.count - 1)
-        slots = torch.where(ordered[position] == keys, self.order[position], -1)
-        safe = slots.clamp(min=0)
-        for name, value in inputs.items():
-            same = (self.stored[name][safe.to(value.device)] == value).reshape(len(keys), -1).all(dim=1)
-            slots = torch.where(same.to(slots.device), slots, -1)
-        return slots
-
-    def add(self, values: dict[str, Tensor], keys: Tensor) -> Tensor:
-        """Store rows (inputs and frontier values by name) in buffers that double as they fill; returns their slots."""
-        values = {**values, self.KEY: keys}
-        if any(name in self.stored and self.stored[name][0].shape != v[0].shape for name, v in values.items()):
-            self.stored = {}  # rows of another shape: start afresh
-            self.clear()
-        needed = self.count + len(keys)
-        for name, value in values.items():
-            store = self.stored.get(name)
-            if store is None or store.shape[0] < needed:
-                grown = value.new_empty((max(needed, 2 * self.count, 16), *value.shape[1:]))
-                if store is not None:
-                    grown[: self.count] = store[: self.count]
-                self.stored[name] = store = grown
-            store[self.count : needed] = value
-        slots = torch.arange(self.count, needed, device=keys.device)
-        self.count = needed
-        self.order = self.stored[self.KEY][:needed].argsort()
-        return slots
 
 
 class PartialForward:
@@ -270,11 +210,10 @@ class PartialForward:
         afresh, so memory stays bounded; sweeps over instances in order (every check) lose nothing, and rows
         of one chunk that share an instance still share its upstream pass.
         """
-        self.capacity = capacity
         self.plan: Plan | None = None
         self.signature: tuple[Any, ...] | None = None
         self.failed: str | None = None
-        self.cache = RowCache()
+        self.cache = RowCache(capacity)
 
     def run(self, kwargs: dict[str, Any]) -> Any:
         """The model's output for ``kwargs``: downstream only where the inputs' rows are cached or cacheable."""
@@ -282,17 +221,9 @@ class PartialForward:
         plan = self._plan(kwargs, rows)
         if plan is None:
             return self.module(**kwargs)
-        keys = _row_keys([rows[name] for name in sorted(rows)])
-        slots = self.cache.find(rows, keys)
-        missing = slots < 0
-        if bool(missing.any()) and self.cache.count + len(torch.unique(keys[missing])) > self.capacity:
-            self.cache.clear()  # full: start afresh in the same buffers (bounded memory)
-            slots, missing = torch.full_like(slots, -1), torch.ones_like(missing)
-        if bool(missing.any()):
-            added = self._fill(plan, rows, keys, missing)
-            if added is None:
-                return self.module(**kwargs)
-            slots[missing] = added
+        slots = self.cache.slots(rows, lambda picked: self._upstream(plan, rows, picked))
+        if slots is None:
+            return self.module(**kwargs)
         return self._downstream(
             plan, kwargs, {n: self.cache.stored[_slot(n)][slots] for n in plan.frontier if plan.kinds[n] == "rows"}
         )
@@ -359,23 +290,13 @@ class PartialForward:
             raise ValueError("the partial pass does not reproduce the full forward on a probe batch")
 
     # -- cache ------------------------------------------------------------------------------
-    def _fill(self, plan: Plan, rows: dict[str, Tensor], keys: Tensor, missing: Tensor) -> Tensor | None:
-        """Compute the frontier for the missing rows (each distinct instance once) and cache it."""
-        unique, inverse = torch.unique(keys[missing], return_inverse=True)
-        first = torch.full((len(unique),), len(inverse), dtype=torch.long, device=keys.device)
-        first = first.scatter_reduce(0, inverse, torch.arange(len(inverse), device=keys.device), reduce="amin")
-        where = missing.nonzero().flatten()
-        picked = where[first]
-        for value in rows.values():
-            chosen = value[picked.to(value.device)][inverse.to(value.device)]
-            if not bool((chosen == value[where.to(value.device)]).reshape(len(where), -1).all()):
-                return None  # two different rows share a key: leave this chunk to the full forward
+    def _upstream(self, plan: Plan, rows: dict[str, Tensor], picked: Tensor) -> dict[str, Tensor]:
+        """The frontier values of the rows ``picked`` (one per distinct instance), by cache slot name."""
         env: dict[fx.Node, Any] = {}
         inputs = {k: v[picked.to(v.device)] for k, v in rows.items()}
         with torch.no_grad():
             evaluate(self.module, plan.upstream, env, inputs, plan.constants)
-        values = {**inputs, **{_slot(n): env[n] for n in plan.frontier if plan.kinds[n] == "rows"}}
-        return self.cache.add(values, unique)[inverse]
+        return {_slot(n): env[n] for n in plan.frontier if plan.kinds[n] == "rows"}
 
     def _downstream(self, plan: Plan, kwargs: dict[str, Any], cached: dict[fx.Node, Tensor]) -> Any:
         env: dict[fx.Node, Any] = {**plan.fixed, **cached}

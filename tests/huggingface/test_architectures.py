@@ -165,6 +165,24 @@ def test_mixed_lengths_from_a_second_batch_reuse_the_adapter(tiny):
     assert first.model["layer"] == 1 and second.model["layer"] == 0
 
 
+@pytest.mark.parametrize("name", ["bert", "gpt2"])
+def test_instances_beyond_the_first_chunk_also_start_from_cached_hidden_states(tiny, batch, name):
+    """More instances than batch_size: a chunk's new instances run the layers below once, then only the top."""
+    rows = [0, 5, 4, 5]  # instance 0 is padded; 4 and 5 lie outside the first chunk of two
+    later = {key: value[rows] for key, value in batch.items()}
+    weights = later["attention_mask"].float() / later["attention_mask"].sum(dim=1, keepdim=True)
+    edit = Edit(lambda rows, real, weights: weights.unsqueeze(1).expand_as(rows), {"weights": weights})
+    _, full = session_forward(tiny[name], later, edit)
+    adapter = HuggingFaceModel(tiny[name])
+    with adapter.session(resolve_options(batch_size=2)):
+        adapter.forward_chunked(prepare_batch(batch))
+        before = adapter.fast_passes
+        shortcut = adapter.forward(prepare_batch(later), edit)
+        assert adapter.fast_passes == before + 1
+    assert torch.allclose(shortcut.probs, full.probs, atol=1e-6)
+    assert torch.allclose(shortcut.rows, full.rows, atol=1e-6)
+
+
 @pytest.mark.parametrize("name", ["bert", "roberta", "distilbert", "gpt2", "llama"])
 def test_counterfactual_passes_from_cached_hidden_states_equal_full_passes(tiny, batch, name):
     one_hot = torch.zeros(batch["input_ids"].shape)
