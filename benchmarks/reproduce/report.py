@@ -153,7 +153,7 @@ def markdown(result: dict[str, Any]) -> str:
     sections = ["## Agreement (J&W Table 2)", agreement_table(result["models"]), "## Verdicts", verdict_table(result["models"])]
     history = history_table(result["models"])
     if history:
-        sections += ["## Agreement during training (dev subsample)", history]
+        sections += ["## Agreement and use during training (dev subsample)", history]
     if result.get("transformer"):
         sections += ["## MiniLM fine-tuned on SST", transformer_tables(result["transformer"])]
     return "\n\n".join(sections) + "\n"
