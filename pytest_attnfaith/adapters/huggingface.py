@@ -175,11 +175,11 @@ class HuggingFaceModel(AttentionModel):
     def _run(self, kwargs: dict[str, Any]) -> Any:
         """Run the model: from the chosen layer on cached hidden states where possible, else in full."""
         layer = self._fast_layer()
-        if layer is None or torch.is_grad_enabled():
+        if layer is None:
             return self.module(**kwargs)
         if layer not in self._verified:
             edited = self.tap.armed is not None and self.tap.armed.edit is not None
-            return self.module(**kwargs) if edited else self._verify(kwargs, layer)
+            return self.module(**kwargs) if edited or torch.is_grad_enabled() else self._verify(kwargs, layer)
         if not self._verified[layer]:
             return self.module(**kwargs)
         rows = self._rows(kwargs)
@@ -220,7 +220,7 @@ class HuggingFaceModel(AttentionModel):
         """The hidden states entering ``layer`` for the rows ``picked``: the layers below it only."""
         subset = {**kwargs, **{name: value[picked.to(value.device)] for name, value in rows.items()}}
         try:
-            with hf_fast.stopping(self._stack, layer):  # type: ignore[arg-type]
+            with torch.no_grad(), hf_fast.stopping(self._stack, layer):  # type: ignore[arg-type]
                 self.module(**subset)
         except hf_fast.Entered as entered:
             return entered.hidden

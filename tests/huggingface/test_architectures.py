@@ -165,6 +165,12 @@ def test_mixed_lengths_from_a_second_batch_reuse_the_adapter(tiny):
     assert first.model["layer"] == 1 and second.model["layer"] == 0
 
 
+def test_the_adversarial_search_backpropagates_through_the_layers_from_the_chosen_one_only(tiny, batch):
+    adapter = af.huggingface(tiny["bert"])
+    report = af.audit(adapter, batch, checks=["adversarial"], adversarial_method="search", adversarial_steps=3)
+    assert report.model["forward"].startswith("counterfactual passes from layer 1 on cached hidden states (3 passes)")
+
+
 @pytest.mark.parametrize("name", ["bert", "gpt2"])
 def test_instances_beyond_the_first_chunk_also_start_from_cached_hidden_states(tiny, batch, name):
     """More instances than batch_size: a chunk's new instances run the layers below once, then only the top."""
