@@ -17,9 +17,10 @@ from pytest_attnfaith.options import Options
 from pytest_attnfaith.results import CheckResult
 
 BACKWARD_COST = 4
-"""A pass that backpropagates keeps every activation for the backward pass: measured on J&W's BiLSTM
-(``benchmarks/RESULTS.md``), a gradient pass over 64 rows peaks at the resident memory of a plain
-pass over 256 rows. Such passes run ``batch_size // 4`` rows, so ``batch_size`` bounds memory alike."""
+"""A pass that backpropagates to the embeddings keeps every activation of the model: measured on J&W's
+BiLSTM (``benchmarks/RESULTS.md``), a gradient pass over 64 rows peaks near the resident memory of a
+plain pass over 256 rows. The gradient check runs ``batch_size // 4`` rows, so ``batch_size`` bounds
+memory alike. (The adversarial search backpropagates only through what the attention feeds.)"""
 
 
 @dataclass
@@ -60,7 +61,7 @@ class Context:
 
     @property
     def backward_rows(self) -> int:
-        """Rows per pass that backpropagates: ``batch_size // BACKWARD_COST`` (at least 1)."""
+        """Rows per pass that backpropagates to the embeddings: ``batch_size // BACKWARD_COST`` (at least 1)."""
         return max(self.options.batch_size // BACKWARD_COST, 1)
 
     def defined(self) -> np.ndarray:

@@ -126,13 +126,13 @@ def _pair_jsd(wi: Tensor, wj: Tensor, ai: Tensor, aj: Tensor) -> Tensor:
 def search_max_jsd(context: Context, instances: Tensor) -> Tensor:
     """J&W's adversarial search for ``instances``, batched over instances × adversaries.
 
-    Whole instances are optimised together, ``backward_rows // adversaries`` per chunk, each chunk to
+    Whole instances are optimised together, ``batch_size // adversaries`` per chunk, each chunk to
     convergence before the next (Adam is elementwise, so this is the same optimisation as one big
     batch): the chunk's upstream pass is computed once and memory stays bounded by the chunk."""
     count = context.options.adversaries
     real = context.real[instances]
     noise = torch.randn((len(instances) * count, real.shape[1]), generator=context.generator("adversarial-search"))
-    per_chunk = max(context.backward_rows // count, 1)
+    per_chunk = max(context.options.batch_size // count, 1)
     parts = [
         _search_chunk(context, chunk, noise[start * count : (start + len(chunk)) * count].to(real.device))
         for start, chunk in zip(range(0, len(instances), per_chunk), instances.split(per_chunk), strict=True)

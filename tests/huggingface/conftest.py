@@ -6,7 +6,6 @@ from __future__ import annotations
 import copy
 import os
 import random
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -62,15 +61,6 @@ def build(name: str) -> tf.PreTrainedModel:
 
 ARCHITECTURES = ("bert", "roberta", "distilbert", "gpt2", "llama", "deberta-v2")
 DECODERS = ("gpt2", "llama")
-
-
-@pytest.fixture(scope="package", autouse=True)
-def one_thread() -> Iterator[None]:
-    """Tiny models on a shared 2-core machine run far faster on one intra-op thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")
