@@ -59,7 +59,7 @@ class Options:
     query: str | int = "auto"
     per_head: bool = False
     # execution
-    batch_size: int = 256
+    batch_size: int = 64
     device: str | None = None
     worst: int = 3
     progress: bool = False

@@ -33,7 +33,7 @@ EXPECTED = {
     "peak": 0.3,           # class marker 0.25 < function marker 0.3
     "erasure_margin": 0.4, # function marker 0.3 < pytest.param marker 0.4
     "worst": 5,            # pytest.param marker 4 < call 5
-    "batch_size": 256,     # default
+    "batch_size": 64,      # default
 }
 """
 
