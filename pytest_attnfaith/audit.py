@@ -21,7 +21,7 @@ from pytest_attnfaith import _recording, progress
 from pytest_attnfaith.adapters import AttentionModel, as_attention_model, prepare_batch
 from pytest_attnfaith.adapters.base import check_distribution
 from pytest_attnfaith.checks import CHECKS, Context
-from pytest_attnfaith.checks._common import real_lists
+from pytest_attnfaith.checks._common import real_rows
 from pytest_attnfaith.options import QUESTIONS, Options, resolve_options
 from pytest_attnfaith.results import CheckResult, Report
 
@@ -98,7 +98,7 @@ def _instances(context: Context) -> dict[str, Any]:
     return {
         "count": context.batch.size,
         "tokens": context.model.tokens(context.batch.to("cpu")),
-        "attention": real_lists(context.attention, real),
+        "attention": real_rows(context.attention, real),
         "predicted": context.predicted.cpu().tolist(),
         "probability": context.probs.max(dim=1).values.cpu().tolist(),
     }

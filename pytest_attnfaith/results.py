@@ -8,12 +8,45 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 
 SCHEMA_VERSION = 1
+
+
+class RaggedRows(Sequence[list[float]]):
+    """Rows of different lengths (per instance, one value per real token) in one float32 array.
+
+    About 4 bytes a value instead of a Python float's 32 in a list, so a report of many instances
+    stays small; ``rows[i]`` is instance i's row as a list, and ``to_dict()`` writes lists."""
+
+    def __init__(self, values: np.ndarray, lengths: np.ndarray) -> None:
+        self.values = np.asarray(values, dtype=np.float32)
+        self.offsets = np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)])
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    @overload
+    def __getitem__(self, index: int) -> list[float]: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[list[float]]: ...
+    def __getitem__(self, index: int | slice) -> list[float] | list[list[float]]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        row = range(len(self))[index]
+        return list(self.values[self.offsets[row] : self.offsets[row + 1]].tolist())
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and list(self) == list(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def tolist(self) -> list[list[float]]:
+        return list(self)
 
 
 @dataclass
@@ -127,7 +160,7 @@ def _clean(value: Any) -> Any:
     """JSON-ready copy: numpy to Python, NaN and inf to None, tuples to lists."""
     if isinstance(value, dict):
         return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
+    if isinstance(value, (list, tuple, RaggedRows)):
         return [_clean(v) for v in value]
     if isinstance(value, np.ndarray):
         return _clean(value.tolist())

@@ -14,7 +14,7 @@ from torch import Tensor
 from pytest_attnfaith.adapters import AttentionModel, Batch, Edit, Forward
 from pytest_attnfaith.metrics import kendall_tau, nan_summary, restrict
 from pytest_attnfaith.options import Options
-from pytest_attnfaith.results import CheckResult
+from pytest_attnfaith.results import CheckResult, RaggedRows
 
 BACKWARD_COST = 4
 """A pass that backpropagates to the embeddings keeps every activation of the model: measured on J&W's
@@ -104,7 +104,7 @@ def tau_result(
             **summary,
             "fraction_significant": float((significant <= 0.05).mean()) if significant.size else float("nan"),
             "pvalue": pvalue,
-            "importance": real_lists(importance, real),
+            "importance": real_rows(importance, real),
             **(details or {}),
         },
     )
@@ -137,10 +137,10 @@ def fraction_result(
     )
 
 
-def real_lists(values: Tensor, real: Tensor) -> list[list[float]]:
-    """Per instance, the values at the real positions (for reports)."""
+def real_rows(values: Tensor, real: Tensor) -> RaggedRows:
+    """Per instance, the values at the real positions (for reports), in one compact array."""
     values, real = values.detach().float().cpu(), real.cpu()
-    return [row[mask].tolist() for row, mask in zip(values, real, strict=True)]
+    return RaggedRows(values[real].numpy(), real.sum(dim=1).numpy())
 
 
 def replace_rows(rows: Tensor, real: Tensor, weights: Tensor) -> Tensor:
