@@ -103,7 +103,11 @@ class CheckResult:
 
 @dataclass
 class Report:
-    """The verdict of an audit: per-check results and the answers to used / agrees / unique."""
+    """The verdict of an audit: per-check results and the answers to used / agrees / unique.
+
+    Per-token values (``instances["attention"]``, the ``importance`` of ``gradient`` and ``loo``)
+    are ``RaggedRows``: ``rows[i]`` is instance i's list; ``to_dict()`` / ``to_json()`` write lists.
+    """
 
     checks: dict[str, CheckResult]
     answers: dict[str, bool | None]
