@@ -16,7 +16,7 @@ Two ways to find the candidates (``adversarial_method``):
   at log(1/n) + 3·N(0, 1), Adam (lr ``adversarial_lr``, amsgrad), loss −JSD(α', α̂) +
   500·ReLU(TVD − 0.01) − mean pairwise JSD among the adversaries, up to ``adversarial_steps``
   steps, a chunk of instances at a time, each chunk stopping early once none of its instances' best
-  JSD rises by 1e-3 over 50 steps. Every iterate is a real candidate: the best valid one is kept.
+  JSD rises by 1e-3 over 100 steps. Every iterate is a real candidate: the best valid one is kept.
 
 ``auto`` uses the exact optimum where it applies and the search elsewhere.
 """
@@ -41,7 +41,7 @@ LINEARITY_PROBES = 3
 LINEARITY_TOLERANCE = 1e-3
 HINGE_MARGIN = 0.01
 HINGE_WEIGHT = 500.0
-PATIENCE = 50  # steps between convergence tests
+PATIENCE = 100  # steps between convergence tests (50 let small chunks stop early: the result depended on batch_size)
 CONVERGED = 1e-3  # stop when no instance's best JSD rose by more than this (nats) over PATIENCE steps
 
 
