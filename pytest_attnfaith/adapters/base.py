@@ -345,19 +345,26 @@ class AttentionModel(ABC):
         """``read(forward, part)`` (default: the output distributions) of ``total`` derived rows, each chunk of
         ``batch_size`` rows built by ``make`` only when it runs, written into one tensor allocated by the first
         chunk (bounded memory: no per-chunk results are kept alive between passes). None when ``total`` is 0."""
-        size = self.options.batch_size
-        out: Tensor | None = None
-        for start in range(0, total, size):
-            part = slice(start, min(start + size, total))
-            batch, edit = make(part)
-            forward = self.forward(batch, edit)
-            out = write_chunk(out, part, (read(forward, part) if read is not None else forward.probs).detach(), total)
-        return out
+
+        def run(part: slice) -> Tensor:
+            forward = self.forward(*make(part))
+            return (read(forward, part) if read is not None else forward.probs).detach()
+
+        return collect_chunks(total, self.options.batch_size, run)
 
     def forward_many(self, batch: Batch, edit: Edit | None = None) -> Tensor:
         """Output distributions for a large batch, in chunks of ``batch_size``, without gradients."""
         out = self.run_rows(batch.size, lambda part: (batch.select(part), edit.chunk(part) if edit is not None else None))
         return out if out is not None else torch.zeros(0, 2)
+
+
+def collect_chunks(total: int, size: int, compute: Callable[[slice], Tensor]) -> Tensor | None:
+    """``compute(part)`` for each chunk of ``size`` rows of ``total``, written into one tensor (None if ``total`` is 0)."""
+    out: Tensor | None = None
+    for start in range(0, total, size):
+        part = slice(start, min(start + size, total))
+        out = write_chunk(out, part, compute(part), total)
+    return out
 
 
 def write_chunk(out: Tensor | None, part: slice, values: Tensor, total: int) -> Tensor:

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from pytest_attnfaith.adapters import hf_fast
 from pytest_attnfaith.adapters.base import AttentionModel, Edit, Forward
 from pytest_attnfaith.adapters.inputs import Batch
-from pytest_attnfaith.adapters.rowcache import RowCache
+from pytest_attnfaith.adapters.rowcache import RowCache, per_instance
 from pytest_attnfaith.adapters.softmax import SoftmaxInterceptor
 from pytest_attnfaith.errors import AttentionUnavailableError, AttnFaithError
 from pytest_attnfaith.metrics import logits_of
@@ -182,16 +182,12 @@ class HuggingFaceModel(AttentionModel):
             return self.module(**kwargs) if edited or torch.is_grad_enabled() else self._verify(kwargs, layer)
         if not self._verified[layer]:
             return self.module(**kwargs)
-        rows = self._rows(kwargs)
-        slots = self._layer_cache(layer).slots(rows, lambda picked: {"hidden": self._entering(kwargs, rows, picked, layer)})
+        rows, cache = per_instance(kwargs), self._layer_cache(layer)
+        slots = cache.slots(rows, lambda picked: {"hidden": self._entering(kwargs, rows, picked, layer)})
         if slots is None:
             return self.module(**kwargs)
         self.fast_passes += 1
-        return self._from_layer(kwargs, layer, self._layer_cache(layer).stored["hidden"][slots])
-
-    @staticmethod
-    def _rows(kwargs: dict[str, Any]) -> dict[str, Tensor]:
-        return {k: v for k, v in kwargs.items() if isinstance(v, Tensor) and v.dim() >= 1}
+        return self._from_layer(kwargs, layer, cache.stored["hidden"][slots])
 
     def _layer_cache(self, layer: int) -> RowCache:
         if self._cache is None or self._cache_layer != layer:
@@ -213,7 +209,7 @@ class HuggingFaceModel(AttentionModel):
             self.tap.arm(armed)  # type: ignore[arg-type]
         self._verified[layer] = torch.allclose(logits_of(shortcut).float(), logits_of(output).float(), atol=1e-5, rtol=1e-4)
         if self._verified[layer]:
-            self._layer_cache(layer).slots(self._rows(kwargs), lambda picked: {"hidden": entering[0][picked]})
+            self._layer_cache(layer).slots(per_instance(kwargs), lambda picked: {"hidden": entering[0][picked]})
         return output
 
     def _entering(self, kwargs: dict[str, Any], rows: dict[str, Tensor], picked: Tensor, layer: int) -> Tensor:

@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from torch.nn.utils import rnn
 
 from pytest_attnfaith.adapters.base import AttentionTap
-from pytest_attnfaith.adapters.rowcache import RowCache
+from pytest_attnfaith.adapters.rowcache import RowCache, per_instance
 from pytest_attnfaith.metrics import logits_of
 
 LEAF_FUNCTIONS = ("pack_padded_sequence", "pad_packed_sequence", "pack_sequence", "pad_sequence")
@@ -217,7 +217,7 @@ class PartialForward:
 
     def run(self, kwargs: dict[str, Any]) -> Any:
         """The model's output for ``kwargs``: downstream only where the inputs' rows are cached or cacheable."""
-        rows = {k: v for k, v in kwargs.items() if isinstance(v, Tensor) and v.dim() >= 1}
+        rows = per_instance(kwargs)
         plan = self._plan(kwargs, rows)
         if plan is None:
             return self.module(**kwargs)

@@ -9,11 +9,17 @@ and found again by a hash of the instance's input rows, then an exact comparison
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor
 
 PRIME = 2_147_483_647
+
+
+def per_instance(kwargs: dict[str, Any]) -> dict[str, Tensor]:
+    """The model call's per-instance tensors (one row per instance), by argument name."""
+    return {name: value for name, value in kwargs.items() if isinstance(value, Tensor) and value.dim() >= 1}
 
 
 def row_keys(tensors: list[Tensor]) -> Tensor:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from pytest_attnfaith.adapters.base import write_chunk
+from pytest_attnfaith.adapters.base import collect_chunks
 from pytest_attnfaith.checks._common import Context, tau_result
 from pytest_attnfaith.results import CheckResult
 
@@ -19,15 +19,15 @@ MEANING = "attention ranks tokens differently from the output's gradient: it hig
 
 def gradient_importance(context: Context) -> torch.Tensor:
     """g (B, T): |gradient × input| of p_ŷ at the embeddings' output, attention detached."""
-    size, total = context.backward_rows, context.batch.size
-    out: torch.Tensor | None = None
-    for start in range(0, total, size):
-        part = slice(start, min(start + size, total))
+
+    def importance(part: slice) -> torch.Tensor:
         forward = context.model.forward(context.batch.select(part), grad=True, detach_attention=True, capture_embeddings=True)
         assert forward.embeddings is not None
         chosen = forward.probs.gather(1, context.predicted[part].unsqueeze(1).to(forward.probs.device)).sum()
         (grad,) = torch.autograd.grad(chosen, forward.embeddings)
-        out = write_chunk(out, part, (grad * forward.embeddings).sum(dim=-1).abs().detach(), total)
+        return (grad * forward.embeddings).sum(dim=-1).abs().detach()
+
+    out = collect_chunks(context.batch.size, context.backward_rows, importance)
     assert out is not None
     return out.to(context.probs.device)
 
