@@ -67,14 +67,23 @@ def bilstm() -> Any:
     return af.wrap(model, attention="attn", embeddings="embed")
 
 
-def reviews(count: int, seed: int = 0) -> tuple[list[str], list[int]]:
-    """Generated one-sentence reviews, each with one sentiment word among filler words, and their labels."""
+def reviews(
+    count: int,
+    seed: int = 0,
+    *,
+    filler: Sequence[str] = FILLER_WORDS,
+    positive: Sequence[str] = POSITIVE_WORDS,
+    negative: Sequence[str] = NEGATIVE_WORDS,
+    longest: int = 10,
+) -> tuple[list[str], list[int]]:
+    """Generated one-sentence reviews, each with one sentiment word among 5..``longest`` filler words, and their
+    labels (1 = positive)."""
     rng = random.Random(seed)
     texts, labels = [], []
     for _ in range(count):
-        words = [rng.choice(FILLER_WORDS) for _ in range(rng.randint(5, 10))]
+        words = [rng.choice(filler) for _ in range(rng.randint(5, longest))]
         label = rng.randint(0, 1)
-        words.insert(rng.randint(0, len(words)), rng.choice(POSITIVE_WORDS if label else NEGATIVE_WORDS))
+        words.insert(rng.randint(0, len(words)), rng.choice(positive if label else negative))
         texts.append(" ".join(words))
         labels.append(label)
     return texts, labels

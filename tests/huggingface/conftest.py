@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import copy
 import os
-import random
 from typing import Any
 
 import pytest
 import torch
 import transformers as tf
+
+from pytest_attnfaith.demo import reviews
 
 VOCAB = 120
 SMALL = {"vocab_size": VOCAB, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 64}
@@ -89,15 +90,8 @@ def minilm_path() -> str:
 
 
 def sentiment_texts(count: int, seed: int) -> tuple[list[str], torch.Tensor]:
-    """Sentences of neutral words with one positive or one negative word; label 1 = positive."""
-    generator = random.Random(seed)
-    texts, labels = [], []
-    for _ in range(count):
-        words = [generator.choice(NEUTRAL) for _ in range(generator.randint(5, 9))]
-        label = generator.randint(0, 1)
-        words.insert(generator.randint(0, len(words)), generator.choice(POSITIVE if label else NEGATIVE))
-        texts.append(" ".join(words))
-        labels.append(label)
+    """Sentences of 5–9 neutral words with one positive or one negative word; label 1 = positive."""
+    texts, labels = reviews(count, seed, filler=NEUTRAL, positive=POSITIVE, negative=NEGATIVE, longest=9)
     return texts, torch.tensor(labels)
 
 
