@@ -176,12 +176,22 @@ def _values(values: list[Any]) -> np.ndarray:
     return np.array([np.nan if v is None else v for v in values], dtype=float)
 
 
-def permutation_figure(models: list[dict[str, Any]]) -> str:
-    """J&W Fig. 2–4: per model, per-instance median permutation TVD by max-attention bin (box per bin)."""
+def _model_panels(models: list[dict[str, Any]], xlabel: str, height: float = 2.6) -> tuple[Any, list[tuple[Any, Any]]]:
+    """One panel per model in a row, sharing y, each titled "data: model"; the figure and (axes, model) pairs."""
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(models), figsize=(3.2 * len(models), 2.8), sharey=True, squeeze=False)
-    for ax, m in zip(axes[0], models, strict=True):
+    fig, axes = plt.subplots(1, len(models), figsize=(3.2 * len(models), height), sharey=True, squeeze=False)
+    panels = list(zip(axes[0], models, strict=True))
+    for ax, m in panels:
+        ax.set_title(f"{m['dataset']}: {m['model']}", fontsize=9)
+        ax.set_xlabel(xlabel, fontsize=8)
+    return fig, panels
+
+
+def permutation_figure(models: list[dict[str, Any]]) -> str:
+    """J&W Fig. 2–4: per model, per-instance median permutation TVD by max-attention bin (box per bin)."""
+    fig, panels = _model_panels(models, "max attention", height=2.8)
+    for ax, m in panels:
         check = m["report"]["checks"]["permutation"]
         values, peak = _values(check["per_instance"]), _values(check["details"]["max_attention"])
         edges = [0.0, 0.25, 0.5, 0.75, 1.0001]
@@ -192,39 +202,29 @@ def permutation_figure(models: list[dict[str, Any]]) -> str:
             [f"{lo:.2f}–{min(hi, 1):.2f}\n(n={g.size})" for lo, hi, g in zip(edges[:-1], edges[1:], groups, strict=True)],
             fontsize=7,
         )
-        ax.set_title(f"{m['dataset']}: {m['model']}", fontsize=9)
-        ax.set_xlabel("max attention", fontsize=8)
-    axes[0][0].set_ylabel("median TVD under permutation", fontsize=8)
+    panels[0][0].set_ylabel("median TVD under permutation", fontsize=8)
     return _svg(fig)
 
 
 def adversarial_figure(models: list[dict[str, Any]]) -> str:
     """J&W Fig. 7–9: histogram of the max JSD reachable within TVD ≤ ε, per model."""
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(models), figsize=(3.2 * len(models), 2.6), sharey=True, squeeze=False)
-    for ax, m in zip(axes[0], models, strict=True):
+    fig, panels = _model_panels(models, "max JSD within ε")
+    for ax, m in panels:
         values = _values(m["report"]["checks"]["adversarial"]["per_instance"])
         ax.hist(values[~np.isnan(values)], bins=np.linspace(0, math.log(2), 15), color="#4c72b0")
-        ax.set_title(f"{m['dataset']}: {m['model']}", fontsize=9)
-        ax.set_xlabel("max JSD within ε", fontsize=8)
-    axes[0][0].set_ylabel("instances", fontsize=8)
+    panels[0][0].set_ylabel("instances", fontsize=8)
     return _svg(fig)
 
 
 def tau_figure(models: list[dict[str, Any]]) -> str:
     """Histograms of the per-instance τ (gradient, LOO), per model."""
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(models), figsize=(3.2 * len(models), 2.6), sharey=True, squeeze=False)
-    for ax, m in zip(axes[0], models, strict=True):
+    fig, panels = _model_panels(models, "Kendall τ")
+    for ax, m in panels:
         for name, color in (("gradient", "#4c72b0"), ("loo", "#dd8452")):
             check = m["report"]["checks"].get(name)
             if check is not None:
                 values = _values(check["per_instance"])
                 ax.hist(values[~np.isnan(values)], bins=np.linspace(-1, 1, 21), alpha=0.6, color=color, label=name)
-        ax.set_title(f"{m['dataset']}: {m['model']}", fontsize=9)
-        ax.set_xlabel("Kendall τ", fontsize=8)
         ax.legend(fontsize=7)
     return _svg(fig)
 
