@@ -123,7 +123,7 @@ def test_partial_forward_leaves_model_and_torch_as_they_were() -> None:
 
 
 def test_row_cache_finds_rows_by_content_and_misses_changed_rows() -> None:
-    cache = RowCache()
+    cache = RowCache(capacity=4)
     ids = torch.tensor([[5, 6, 7], [8, 9, 0], [5, 6, 7]])
     keys = row_keys([ids])
     assert (cache.find({"input_ids": ids}, keys) == -1).all()

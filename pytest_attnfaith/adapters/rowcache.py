@@ -39,7 +39,7 @@ class RowCache:
 
     KEY = "__key__"
 
-    def __init__(self, capacity: int = 256) -> None:
+    def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self.stored: dict[str, Tensor] = {}
         self.clear()
