@@ -260,6 +260,9 @@ class AttentionModel(ABC):
         finally:
             handle.remove()
 
+    def _prepare(self, batch: Batch) -> None:
+        """Called before every pass (adapters that discover the model's structure on first use override it)."""
+
     def forward(
         self,
         batch: Batch,
@@ -270,6 +273,7 @@ class AttentionModel(ABC):
         capture_embeddings: bool = False,
     ) -> Forward:
         """One pass over ``batch`` (moved to the model's device), optionally editing the attention."""
+        self._prepare(batch)
         batch = batch.to(self.device)
         armed = _Armed(
             size=batch.size,

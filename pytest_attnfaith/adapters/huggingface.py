@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from pytest_attnfaith.adapters import hf_fast
-from pytest_attnfaith.adapters.base import AttentionModel, Edit, Forward
+from pytest_attnfaith.adapters.base import AttentionModel
 from pytest_attnfaith.adapters.inputs import Batch
 from pytest_attnfaith.adapters.rowcache import RowCache, per_instance
 from pytest_attnfaith.adapters.softmax import SoftmaxInterceptor
@@ -105,18 +105,9 @@ class HuggingFaceModel(AttentionModel):
         return embeddings
 
     # -- layers ---------------------------------------------------------------------------
-    def forward(
-        self,
-        batch: Batch,
-        edit: Edit | None = None,
-        *,
-        grad: bool = False,
-        detach_attention: bool = False,
-        capture_embeddings: bool = False,
-    ) -> Forward:
+    def _prepare(self, batch: Batch) -> None:
         if not self.layers:
             self._find_layers(batch)
-        return super().forward(batch, edit, grad=grad, detach_attention=detach_attention, capture_embeddings=capture_embeddings)
 
     def _find_layers(self, batch: Batch) -> None:
         """Probe one instance to list the attention layers in the order they run."""
