@@ -260,7 +260,7 @@ class AttentionModel(ABC):
         finally:
             handle.remove()
 
-    def _prepare(self, batch: Batch) -> None:
+    def _prepare(self, batch: Batch) -> None:  # noqa: B027 (a hook: doing nothing is the default)
         """Called before every pass (adapters that discover the model's structure on first use override it)."""
 
     def forward(
