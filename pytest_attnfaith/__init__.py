@@ -16,7 +16,7 @@ import types
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
-from pytest_attnfaith.errors import AttentionNotFaithful, AttentionUnavailableError, AttnFaithError
+from pytest_attnfaith.errors import AttentionNotFaithful, AttentionUnavailableError, AttnFaithError, InconclusiveWarning
 from pytest_attnfaith.options import CHECK_NAMES, QUESTIONS, Options
 
 if TYPE_CHECKING:
@@ -69,6 +69,7 @@ __all__ = [
     "AttentionUnavailableError",
     "AttnFaithError",
     "CheckResult",
+    "InconclusiveWarning",
     "Options",
     "Report",
     "assert_attention_faithful",

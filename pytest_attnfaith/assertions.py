@@ -10,7 +10,7 @@ from pytest_attnfaith.audit import audit
 from pytest_attnfaith.errors import AttentionNotFaithful
 from pytest_attnfaith.options import QUESTIONS
 from pytest_attnfaith.results import CheckResult, Report
-from pytest_attnfaith.worst import flag_count, instance_rows, token_table, worst_by_instance
+from pytest_attnfaith.worst import answered, flag_count, instance_rows, token_table, worst_by_instance
 
 QUESTION_TEXT = {
     "used": "does the output depend on the attention?",
@@ -22,9 +22,10 @@ QUESTION_TEXT = {
 def assert_attention_faithful(model: Any, inputs: Any, seed: int = 0, **options: Any) -> Report:
     """Audit ``model`` on ``inputs``; return the ``Report`` or raise ``AttentionNotFaithful``.
 
-    Raises when a question in ``require`` (default: used, agrees, unique) is answered no. The
-    message says which question and check failed, the statistic against its threshold, what it
-    means, and the worst instances.
+    Raises when a question in ``require`` (default: used, agrees, unique) is answered no — or
+    inconclusive, unless ``inconclusive="pass"``: the burden is on whoever shows the heat map. The
+    message says which question and check failed, the statistic with its interval against its
+    threshold, what it means (or how many instances would decide it), and the worst instances.
     """
     __tracebackhide__ = True  # pytest shows the caller's line and this explanation, not this frame's tensors
     report = audit(model, inputs, seed=seed, **options)
@@ -34,19 +35,26 @@ def assert_attention_faithful(model: Any, inputs: Any, seed: int = 0, **options:
 
 
 def failure_message(report: Report, worst: int = 3) -> str:
-    failed = report.failed_questions
-    lines = [f"attention is not faithful: {', '.join(failed)} answered no"]
-    for question in failed:
-        lines.append(f"  {question} — {QUESTION_TEXT[question]} NO")
+    """Which required questions were answered no or inconclusive, each failing check and why, the worst instances."""
+    unanswered = [q for q in report.required if q in report.failed_questions or q in _blocking_inconclusive(report)]
+    lines = [f"attention is not faithful: {answered((q, report.verdicts[q]) for q in unanswered)}"]
+    for question in unanswered:
+        lines.append(f"  {question} — {QUESTION_TEXT[question]} {report.verdicts[question].upper()}")
         for name in QUESTIONS[question]:
             result = report.checks.get(name)
             if result is None or result.passed:
                 continue
             lines.append(f"    {result.describe()}")
-            lines.append(f"      {result.meaning}.")
+            if result.verdict == "failed":
+                lines.append(f"      {result.meaning}.")
             lines.append(f"      {_flag_count(result)}")
     lines.extend(_worst_instances(report, worst))
     return "\n".join(lines)
+
+
+def _blocking_inconclusive(report: Report) -> list[str]:
+    """The inconclusive required questions, when they count against the verdict (``inconclusive="fail"``)."""
+    return report.inconclusive_questions if report.options.get("inconclusive", "fail") == "fail" else []
 
 
 def _flag_count(result: CheckResult) -> str:

@@ -1,9 +1,12 @@
 """``audit``: run a set of checks on one model and batch, apply the verdict policy, build the Report.
 
-Verdict policy: each check passes or fails against its threshold; the questions are answered
-from their checks (DESIGN.md) — **used** (permutation, uniform, erasure), **agrees** (gradient,
-loo), **unique** (adversarial): yes when every check of the question that ran passed, None when
-none ran. The audit passes when no required question is answered no.
+Verdict policy: each check's statistic comes with a ``confidence``-level interval over the
+instances and is ``passed``, ``failed`` or ``inconclusive`` (the interval straddles the threshold).
+The questions are answered from their checks (DESIGN.md) — **used** (permutation, uniform, erasure),
+**agrees** (gradient, loo), **unique** (adversarial): ``yes`` when every check of the question that
+ran passed, ``no`` when one failed, else ``inconclusive``; ``not tested`` when none ran. The audit
+passes when every required question is answered yes or not tested — or inconclusive, with
+``inconclusive="pass"``. Every inconclusive check is also an ``InconclusiveWarning``.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import platform
 import sys
+import warnings
 from typing import Any
 
 import numpy as np
@@ -22,6 +26,7 @@ from pytest_attnfaith.adapters import AttentionModel, as_attention_model, prepar
 from pytest_attnfaith.adapters.base import check_distribution
 from pytest_attnfaith.checks import CHECKS, Context
 from pytest_attnfaith.checks._common import real_rows
+from pytest_attnfaith.errors import InconclusiveWarning
 from pytest_attnfaith.options import QUESTIONS, Options, resolve_options
 from pytest_attnfaith.results import CheckResult, Report
 
@@ -46,16 +51,31 @@ def audit(model: Any, inputs: Any, checks: Any = None, seed: int = 0, **options:
         instances = _instances(context)
         described = adapter.describe()
     report = build_report(results, resolved, described, instances, per_head)
+    warn_inconclusive(report)
     _recording.publish(report)
     return report
 
 
-def answer_questions(results: dict[str, CheckResult]) -> dict[str, bool | None]:
-    answers: dict[str, bool | None] = {}
+def answer_questions(results: dict[str, CheckResult]) -> dict[str, str]:
+    """Question → ``yes`` / ``no`` / ``inconclusive`` / ``not tested`` from the verdicts of its checks that ran."""
+    verdicts: dict[str, str] = {}
     for question, names in QUESTIONS.items():
-        ran = [results[name].passed for name in names if name in results]
-        answers[question] = all(ran) if ran else None
-    return answers
+        ran = [results[name].verdict for name in names if name in results]
+        if not ran:
+            verdicts[question] = "not tested"
+        elif "failed" in ran:
+            verdicts[question] = "no"
+        elif all(verdict == "passed" for verdict in ran):
+            verdicts[question] = "yes"
+        else:
+            verdicts[question] = "inconclusive"
+    return verdicts
+
+
+def warn_inconclusive(report: Report) -> None:
+    """One ``InconclusiveWarning`` per inconclusive check, naming it and the instances it needs."""
+    for result in report.inconclusive_checks:
+        warnings.warn(f"attnfaith: {result.describe()}", InconclusiveWarning, stacklevel=3)
 
 
 def build_report(
@@ -65,11 +85,12 @@ def build_report(
     instances: dict[str, Any],
     per_head: list[dict[str, Any]] | None = None,
 ) -> Report:
-    answers = answer_questions(results)
-    passed = all(answers[question] is not False for question in options.require)
+    verdicts = answer_questions(results)
+    accepted = ("yes", "not tested", "inconclusive") if options.inconclusive == "pass" else ("yes", "not tested")
+    passed = all(verdicts[question] in accepted for question in options.require)
     return Report(
         checks=results,
-        answers=answers,
+        verdicts=verdicts,
         required=options.require,
         passed=passed,
         options=options.to_dict(),
@@ -94,13 +115,16 @@ def environment() -> dict[str, Any]:
 
 
 def _instances(context: Context) -> dict[str, Any]:
+    """What the reports show per instance; instances without a real token have no prediction (None)."""
     real = context.real
+    some = real.any(dim=1).cpu().tolist()
+    predicted, probability = context.predicted.cpu().tolist(), context.probs.max(dim=1).values.cpu().tolist()
     return {
         "count": context.batch.size,
         "tokens": context.model.tokens(context.batch.to("cpu")),
         "attention": real_rows(context.attention, real),
-        "predicted": context.predicted.cpu().tolist(),
-        "probability": context.probs.max(dim=1).values.cpu().tolist(),
+        "predicted": [value if keep else None for value, keep in zip(predicted, some, strict=True)],
+        "probability": [value if keep else None for value, keep in zip(probability, some, strict=True)],
     }
 
 
@@ -122,7 +146,9 @@ def _per_head_table(adapter: AttentionModel, batch: Any, options: Options) -> li
                         "head": head,
                         "check": name,
                         "statistic": result.statistic,
+                        "interval": list(result.interval),
                         "threshold": result.threshold,
+                        "verdict": result.verdict,
                         "passed": result.passed,
                     }
                 )

@@ -19,6 +19,11 @@ class AttentionUnavailableError(AttnFaithError):
     """The attention of a model cannot be read or replaced (with the reason and what to do)."""
 
 
+class InconclusiveWarning(UserWarning):
+    """A check of an audit could not decide: its interval straddles the threshold (the message says how many
+    instances would likely decide it). Shown in pytest's warnings summary."""
+
+
 class AttentionNotFaithful(AssertionError):  # noqa: N818 - name fixed by the public API
     """Raised by ``assert_attention_faithful`` when the verdict fails; carries the ``report``."""
 

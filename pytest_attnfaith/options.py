@@ -32,6 +32,9 @@ class Options:
     checks: tuple[str, ...] = CHECK_NAMES
     require: tuple[str, ...] = ("used", "agrees", "unique")
     seed: int = 0
+    # the verdict: intervals over instances, and how an inconclusive required question counts
+    confidence: float = 0.95
+    inconclusive: str = "fail"
     # instance-level bounds
     epsilon: float = 0.05
     delta: float = 0.4
@@ -167,6 +170,8 @@ _RULES: dict[str, Callable[[Any], Any]] = {
     "checks": _names(CHECK_NAMES, "check"),
     "require": _names(QUESTIONS, "question"),
     "seed": _integer(0),
+    "confidence": _real(0.5, 1.0, hi_open=True),
+    "inconclusive": _choice("fail", "pass"),
     "epsilon": _real(0.0, 1.0, lo_open=True),
     "delta": _real(0.0, math.log(2.0), lo_open=True),
     "peak": _real(0.0, 1.0),

@@ -14,7 +14,7 @@ from typing import Any, overload
 
 import numpy as np
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 class RaggedRows(Sequence[list[float]]):
@@ -53,22 +53,36 @@ class RaggedRows(Sequence[list[float]]):
 class CheckResult:
     """The outcome of one check.
 
-    ``statistic`` is compared with ``threshold``: a mean Kendall τ that must reach the threshold
-    (``higher_is_better``), or a fraction of flagged instances that must not exceed it.
-    ``per_instance`` holds one value per instance (NaN where undefined); ``flagged`` marks the
-    instances that count against the model.
+    ``statistic`` — a mean over instances that must reach ``threshold`` (``higher_is_better``: Kendall
+    τ), or a fraction of flagged instances that must not exceed it — comes with a ``confidence``-level
+    ``interval`` over the instances, and the ``verdict`` reads the interval: ``"passed"`` (all of it
+    on the passing side of the threshold), ``"failed"`` (all of it on the failing side) or
+    ``"inconclusive"`` (it straddles the threshold; ``instances_needed`` says about how many
+    instances would decide it). ``per_instance`` holds one value per instance (NaN where undefined);
+    ``flagged`` marks the instances that count against the model; ``note`` says why a verdict could
+    not be reached, where that is the reason.
     """
 
     name: str
-    passed: bool
     statistic: float
     threshold: float
+    interval: tuple[float, float]
+    verdict: str
     per_instance: np.ndarray
     flagged: np.ndarray
     higher_is_better: bool
     statistic_name: str
     meaning: str
+    confidence: float = 0.95
+    interval_method: str = ""
+    instances_needed: int | None = None
+    note: str = ""
     details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        """``verdict == "passed"``."""
+        return self.verdict == "passed"
 
     @property
     def undefined(self) -> int:
@@ -76,19 +90,35 @@ class CheckResult:
         return int(np.isnan(self.per_instance).sum())
 
     def describe(self) -> str:
-        """One line: the statistic against its threshold and the verdict."""
+        """One line: the statistic with its interval against the threshold, and the verdict (and why)."""
         relation = ">=" if self.higher_is_better else "<="
-        verdict = "passed" if self.passed else "FAILED"
-        return (
-            f"{self.name}: {self.statistic_name} = {_fmt(self.statistic)} (required {relation} {_fmt(self.threshold)}) {verdict}"
+        verdict = {"passed": "passed", "failed": "FAILED"}.get(self.verdict, "INCONCLUSIVE")
+        line = (
+            f"{self.name}: {self.statistic_name} = {_fmt(self.statistic)} {format_interval(self.interval)} "
+            f"(required {relation} {_fmt(self.threshold)}) {verdict}"
         )
+        return f"{line}: {self.reason()}" if self.verdict == "inconclusive" else line
+
+    def reason(self) -> str:
+        """Why an inconclusive check is inconclusive, in words."""
+        if self.note:
+            return self.note
+        if self.instances_needed is not None:
+            return f"about {self.instances_needed:,} instances would decide it"
+        return "the statistic sits on the threshold"
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "passed": bool(self.passed),
+            "verdict": self.verdict,
             "statistic": _clean(self.statistic),
             "statistic_name": self.statistic_name,
+            "interval": [_clean(self.interval[0]), _clean(self.interval[1])],
+            "confidence": self.confidence,
+            "interval_method": self.interval_method,
+            "instances_needed": self.instances_needed,
+            "reason": self.reason() if self.verdict == "inconclusive" else "",
             "threshold": _clean(self.threshold),
             "higher_is_better": self.higher_is_better,
             "meaning": self.meaning,
@@ -101,16 +131,22 @@ class CheckResult:
         }
 
 
+ANSWERS = {"yes": True, "no": False}
+
+
 @dataclass
 class Report:
-    """The verdict of an audit: per-check results and the answers to used / agrees / unique.
+    """The verdict of an audit: per-check results and the answer to each question.
 
+    ``verdicts``: question → ``"yes"`` (every check of the question that ran passed), ``"no"`` (one
+    failed), ``"inconclusive"`` or ``"not tested"``; ``answers`` the same as True / False / None.
+    ``passed``: no required question answered no, nor inconclusive unless ``inconclusive="pass"``.
     Per-token values (``instances["attention"]``, the ``importance`` of ``gradient`` and ``loo``)
     are ``RaggedRows``: ``rows[i]`` is instance i's list; ``to_dict()`` / ``to_json()`` write lists.
     """
 
     checks: dict[str, CheckResult]
-    answers: dict[str, bool | None]
+    verdicts: dict[str, str]
     required: tuple[str, ...]
     passed: bool
     options: dict[str, Any]
@@ -120,18 +156,34 @@ class Report:
     per_head: list[dict[str, Any]] = field(default_factory=list)
 
     @property
+    def answers(self) -> dict[str, bool | None]:
+        """Question → True (yes), False (no) or None (inconclusive, or not tested)."""
+        return {question: ANSWERS.get(verdict) for question, verdict in self.verdicts.items()}
+
+    @property
     def failed_checks(self) -> list[CheckResult]:
-        return [result for result in self.checks.values() if not result.passed]
+        return [result for result in self.checks.values() if result.verdict == "failed"]
+
+    @property
+    def inconclusive_checks(self) -> list[CheckResult]:
+        return [result for result in self.checks.values() if result.verdict == "inconclusive"]
 
     @property
     def failed_questions(self) -> list[str]:
-        return [question for question in self.required if self.answers.get(question) is False]
+        """The required questions answered no."""
+        return [question for question in self.required if self.verdicts.get(question) == "no"]
+
+    @property
+    def inconclusive_questions(self) -> list[str]:
+        """The required questions answered inconclusive."""
+        return [question for question in self.required if self.verdicts.get(question) == "inconclusive"]
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "schema_version": SCHEMA_VERSION,
             "passed": bool(self.passed),
-            "answers": dict(self.answers),
+            "verdicts": dict(self.verdicts),
+            "answers": self.answers,
             "required": list(self.required),
             "checks": {name: result.to_dict() for name, result in self.checks.items()},
             "options": _clean(self.options),
@@ -146,14 +198,21 @@ class Report:
         return json.dumps(self.to_dict(), **kwargs)
 
     def summary(self) -> str:
-        """A few lines: the verdict, each question's answer, each check against its threshold."""
+        """A few lines: the verdict, each question's answer, each check with its interval against its threshold."""
         lines = [f"attention faithfulness: {'PASSED' if self.passed else 'FAILED'}"]
-        for question, answer in self.answers.items():
-            mark = {True: "yes", False: "NO", None: "not tested"}[answer]
+        for question, verdict in self.verdicts.items():
             need = " (required)" if question in self.required else ""
-            lines.append(f"  {question}: {mark}{need}")
+            lines.append(f"  {question}: {verdict.upper() if verdict in ('no', 'inconclusive') else verdict}{need}")
         lines.extend(f"  {result.describe()}" for result in self.checks.values())
         return "\n".join(lines)
+
+
+def format_interval(interval: tuple[float | None, float | None] | list[float | None]) -> str:
+    """``[0.123, 0.456]``, or ``[no interval]`` where it is undefined."""
+    low, high = interval
+    if low is None or high is None or math.isnan(low) or math.isnan(high):
+        return "[no interval]"
+    return f"[{low:.3f}, {high:.3f}]"
 
 
 def _fmt(value: float) -> str:

@@ -23,6 +23,14 @@ def flag_count(instances: int, flagged: int, undefined: int = 0) -> str:
     return f"{instances} instances, {flagged} flagged ({100.0 * flagged / max(instances, 1):.0f}%){extra}"
 
 
+def answered(verdicts: Iterable[tuple[str, str]]) -> str:
+    """``"used, unique answered no; agrees answered inconclusive"`` from (question, verdict) pairs, in order."""
+    groups: dict[str, list[str]] = {}
+    for question, verdict in verdicts:
+        groups.setdefault(verdict, []).append(question)
+    return "; ".join(f"{', '.join(questions)} answered {verdict}" for verdict, questions in groups.items())
+
+
 def worst_indices(check: str, values: Sequence[float | None], flagged: Sequence[int], count: int) -> list[int]:
     """The flagged instances that count most against the model, worst first.
 

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from pytest_attnfaith.adapters.inputs import Batch
 from pytest_attnfaith.errors import AttentionUnavailableError, AttnFaithError
-from pytest_attnfaith.metrics import binary_logit_gap, logits_of, output_distribution
+from pytest_attnfaith.metrics import binary_logit_gap, distribution_tolerance, logits_of, output_distribution
 from pytest_attnfaith.options import Options
 
 EditFn = Callable[..., Tensor]
@@ -199,6 +199,11 @@ class AttentionModel(ABC):
 
     # -- shared machinery ---------------------------------------------------------------------
     @property
+    def dtype(self) -> torch.dtype:
+        """The dtype the model computes in (its first floating-point parameter's; float32 without one)."""
+        return next((p.dtype for p in self.module.parameters() if p.is_floating_point()), torch.float32)
+
+    @property
     def device(self) -> torch.device:
         if self.options.device is not None:
             return torch.device(self.options.device)
@@ -210,6 +215,8 @@ class AttentionModel(ABC):
     def session(self, options: Options) -> Iterator[AttentionModel]:
         """Audit mode: eval(), taps installed, on the chosen device; everything restored on exit."""
         self.options = options
+        if options.device is not None:
+            available_device(options.device)
         training = {name: sub.training for name, sub in self.module.named_modules()}
         original = next((t.device for t in self.module.parameters()), None)
         moved = original is not None and options.device is not None and torch.device(options.device) != original
@@ -382,14 +389,46 @@ def write_chunk(out: Tensor | None, part: slice, values: Tensor, total: int) -> 
     return out
 
 
+def available_device(name: str) -> torch.device:
+    """``torch.device(name)``, or the package's error naming the device and the devices this torch build has."""
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError) as err:
+        raise AttnFaithError(f"option device={name!r} is not a device: {err}; expected e.g. 'cpu' or 'cuda:0'") from None
+    if device.type == "cuda":
+        usable = torch.cuda.is_available() and (device.index is None or device.index < torch.cuda.device_count())
+    elif device.type == "cpu":
+        usable = True
+    else:  # mps, xpu, ...: torch.<type>.is_available()
+        backend = getattr(torch.backends, device.type, None) or getattr(torch, device.type, None)
+        usable = bool(getattr(backend, "is_available", lambda: False)())
+    if not usable:
+        raise AttnFaithError(
+            f"option device={name!r} is not available on this machine (torch {torch.__version__}); "
+            f"available: {', '.join(available_devices())}"
+        )
+    return device
+
+
+def available_devices() -> list[str]:
+    """The devices this process can run on: cpu, then every CUDA device, then mps."""
+    devices = ["cpu"]
+    if torch.cuda.is_available():
+        devices.extend(f"cuda:{index}" for index in range(torch.cuda.device_count()))
+    if torch.backends.mps.is_available():
+        devices.append("mps")
+    return devices
+
+
 def check_distribution(forward: Forward, batch: Batch, where: str) -> None:
-    """Raise unless every read row is a distribution over the unmasked positions."""
-    rows = forward.rows.float()
+    """Raise unless every read row is a distribution over the unmasked positions, to the rounding of its dtype."""
+    tolerance = distribution_tolerance(forward.rows.dtype)
+    rows = forward.rows.double()
     mask = batch.attention_mask.bool().to(rows.device)[:, None, :]
     negative = (rows < -1e-5).any(dim=-1)
     total = rows.sum(dim=-1)
     outside = torch.where(mask, torch.zeros_like(rows), rows).abs().sum(dim=-1)
-    bad = negative | ((total - 1).abs() > 1e-3) | (outside > 1e-3)
+    bad = negative | ((total - 1).abs() > tolerance) | (outside > tolerance)
     if bad.any():
         instance, head = (int(i) for i in bad.nonzero()[0])
         raise AttentionUnavailableError(

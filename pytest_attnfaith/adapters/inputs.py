@@ -128,6 +128,10 @@ def prepare_batch(inputs: Any) -> Batch:
     special = inputs.get("special_tokens_mask")
     special = _binary("special_tokens_mask", special, ids.shape) if special is not None else torch.zeros_like(ids)
     real = mask.bool() & ~special.bool()
+    empty = ~mask.bool().any(dim=1)
+    if bool(empty.any()):  # a row of padding only: the model would attend over nothing (NaN in most models)
+        mask = mask.clone()
+        mask[empty, 0] = 1  # it sees its first position; it has no real token, so every statistic of it is NaN
     per_token: dict[str, Tensor] = {}
     per_instance: dict[str, Any] = {}
     for key, value in inputs.items():

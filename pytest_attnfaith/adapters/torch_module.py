@@ -20,6 +20,7 @@ from pytest_attnfaith.adapters.base import AttentionModel
 from pytest_attnfaith.adapters.partial import PartialForward
 from pytest_attnfaith.adapters.softmax import SoftmaxInterceptor
 from pytest_attnfaith.errors import AttnFaithError
+from pytest_attnfaith.metrics import distribution_tolerance
 
 INTERCEPT_MODES = ("auto", "output", "softmax")
 
@@ -40,8 +41,8 @@ def submodule(net: nn.Module, path: str, what: str) -> nn.Module:
 def _is_distribution(output: Any) -> bool:
     if not isinstance(output, Tensor) or not output.is_floating_point() or output.dim() not in (2, 4):
         return False
-    values = output.detach().float()
-    return bool((values >= -1e-5).all()) and bool(((values.sum(dim=-1) - 1).abs() < 1e-3).all())
+    values = output.detach().double()
+    return bool((values >= -1e-5).all()) and bool(((values.sum(dim=-1) - 1).abs() <= distribution_tolerance(output.dtype)).all())
 
 
 class WrappedModel(AttentionModel):

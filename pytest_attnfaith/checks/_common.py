@@ -1,116 +1,82 @@
-"""What every check shares: the audit context (reference pass, seeded generator) and the two
-ways a check turns per-instance values into a verdict."""
+"""What every check shares: the two ways a check turns per-instance values into a verdict with its
+interval, and the edit that writes one distribution into every head's read row."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from pytest_attnfaith.adapters import AttentionModel, Batch, Edit, Forward
-from pytest_attnfaith.metrics import kendall_tau, nan_summary, restrict
-from pytest_attnfaith.options import Options
+from pytest_attnfaith.adapters.context import Context
+from pytest_attnfaith.metrics import (
+    Estimate,
+    decide,
+    fraction_interval,
+    instances_needed,
+    kendall_tau,
+    mean_interval,
+    nan_summary,
+)
 from pytest_attnfaith.results import CheckResult, RaggedRows
 
-BACKWARD_COST = 4
-"""A pass that backpropagates to the embeddings keeps every activation of the model: measured on J&W's
-BiLSTM (``benchmarks/RESULTS.md``), a gradient pass over 64 rows peaks near the resident memory of a
-plain pass over 256 rows. The gradient check runs ``batch_size // 4`` rows, so ``batch_size`` bounds
-memory alike. (The adversarial search backpropagates only through what the attention feeds.)"""
+__all__ = ["Context", "fraction_result", "mean_result", "real_rows", "replace_rows", "tau_result"]
 
 
-@dataclass
-class Context:
-    """One audit's shared state: the adapter in session, the batch on its device, the options,
-    and the reference forward pass (original attention, original output)."""
-
-    model: AttentionModel
-    batch: Batch
-    options: Options
-    reference: Forward
-
-    @property
-    def probs(self) -> Tensor:
-        return self.reference.probs
-
-    @property
-    def real(self) -> Tensor:
-        return self.batch.real.to(self.probs.device)
-
-    @property
-    def real_count(self) -> Tensor:
-        return self.real.sum(dim=1)
-
-    @property
-    def attention(self) -> Tensor:
-        """α̂: the read attention restricted to the real positions, renormalised (B, T)."""
-        return restrict(self.reference.attention.float(), self.real)
-
-    @property
-    def predicted(self) -> Tensor:
-        return self.probs.argmax(dim=1)
-
-    def generator(self, check: str) -> torch.Generator:
-        """A CPU generator seeded from the audit seed and the check's name (same seed, same draws)."""
-        offset = sum(ord(c) * (i + 1) for i, c in enumerate(check))
-        return torch.Generator().manual_seed(self.options.seed * 1_000_003 + offset)
-
-    @property
-    def backward_rows(self) -> int:
-        """Rows per pass that backpropagates to the embeddings: ``batch_size // BACKWARD_COST`` (at least 1)."""
-        return max(self.options.batch_size // BACKWARD_COST, 1)
-
-    def defined(self) -> np.ndarray:
-        """Instances with at least two real positions (a counterfactual exists)."""
-        return (self.real_count >= 2).cpu().numpy()
-
-    def run_rows(
-        self,
-        total: int,
-        make: Callable[[slice], tuple[Batch, Edit | None]],
-        read: Callable[[Forward, slice], Tensor] | None = None,
-    ) -> Tensor:
-        """``read(forward, part)`` (default: the output distributions) of ``total`` derived rows, chunk by chunk."""
-        out = self.model.run_rows(total, make, read)
-        if out is None:
-            return torch.zeros(0, self.probs.shape[1], dtype=self.probs.dtype, device=self.probs.device)
-        return out.to(self.probs.device)
+def mean_result(
+    context: Context,
+    name: str,
+    values: np.ndarray,
+    threshold: float,
+    statistic_name: str,
+    meaning: str,
+    details: dict[str, Any] | None = None,
+    why_undefined: str = "",
+) -> CheckResult:
+    """Passes when the mean of the defined values (with its seeded bootstrap interval) reaches ``threshold``."""
+    estimate = mean_interval(values, context.options.confidence, context.seed(f"interval:{name}"))
+    flagged = np.nan_to_num(values, nan=np.inf) < threshold
+    return _result(
+        context, name, estimate, values, flagged, threshold, True, statistic_name, meaning, details or {}, why_undefined
+    )
 
 
 def tau_result(
-    context: Context, name: str, importance: Tensor, threshold: float, meaning: str, details: dict[str, Any] | None = None
+    context: Context,
+    name: str,
+    importance: Tensor,
+    threshold: float,
+    meaning: str,
+    details: dict[str, Any] | None = None,
+    zero_means: str = "",
 ) -> CheckResult:
-    """Kendall τ-b between attention and an importance per instance; fails when mean τ < threshold."""
+    """Kendall τ-b between the scores under test and an importance, per instance; passes when the mean τ reaches
+    ``threshold``. Rows with fewer than two real tokens, or with constant scores, have no τ (NaN, counted);
+    ``zero_means`` says, in the verdict, what an importance of 0 on every token means."""
     real = context.real.cpu()
-    tau, pvalue = kendall_tau(context.attention.cpu(), importance.detach().float().cpu(), real)
-    summary = nan_summary(tau)
+    tau, pvalue = kendall_tau(context.scores, importance, real)
     significant = pvalue[~np.isnan(pvalue)]
-    statistic = summary["mean"]
-    return CheckResult(
-        name=name,
-        passed=bool(np.isfinite(statistic) and statistic >= threshold),
-        statistic=float(statistic),
-        threshold=threshold,
-        per_instance=tau,
-        flagged=np.nan_to_num(tau, nan=np.inf) < threshold,
-        higher_is_better=True,
-        statistic_name="mean Kendall τ",
-        meaning=meaning,
-        details={
-            **summary,
+    zero = not bool(importance[context.real.to(importance.device)].any())
+    return mean_result(
+        context,
+        name,
+        tau,
+        threshold,
+        "mean Kendall τ",
+        meaning,
+        {
             "fraction_significant": float((significant <= 0.05).mean()) if significant.size else float("nan"),
             "pvalue": pvalue,
             "importance": real_rows(importance, real),
             **(details or {}),
         },
+        f"the importance is 0 on every token: {zero_means}" if zero and zero_means else "",
     )
 
 
 def fraction_result(
+    context: Context,
     name: str,
     values: np.ndarray,
     flagged: np.ndarray,
@@ -119,22 +85,59 @@ def fraction_result(
     meaning: str,
     details: dict[str, Any] | None = None,
 ) -> CheckResult:
-    """Fails when the fraction of eligible instances that are flagged exceeds ``threshold``."""
+    """Passes when the fraction of eligible instances that are flagged (with its Wilson interval) stays at or
+    below ``threshold``."""
     flagged = flagged & eligible
-    count = int(eligible.sum())
-    statistic = float(flagged.sum() / count) if count else float("nan")
+    estimate = fraction_interval(int(flagged.sum()), int(eligible.sum()), context.options.confidence)
+    extra = {"eligible": estimate.count, **(details or {})}
+    return _result(context, name, estimate, values, flagged, threshold, False, "fraction flagged", meaning, extra, "")
+
+
+def _result(
+    context: Context,
+    name: str,
+    estimate: Estimate,
+    values: np.ndarray,
+    flagged: np.ndarray,
+    threshold: float,
+    higher_is_better: bool,
+    statistic_name: str,
+    meaning: str,
+    details: dict[str, Any],
+    why_undefined: str,
+) -> CheckResult:
+    verdict = decide(estimate, threshold, higher_is_better)
+    inconclusive = verdict == "inconclusive"
     return CheckResult(
         name=name,
-        passed=bool(count and statistic <= threshold),
-        statistic=statistic,
+        statistic=float(estimate.statistic),
         threshold=threshold,
+        interval=estimate.interval,
+        verdict=verdict,
         per_instance=values,
         flagged=flagged,
-        higher_is_better=False,
-        statistic_name="fraction flagged",
+        higher_is_better=higher_is_better,
+        statistic_name=statistic_name,
         meaning=meaning,
-        details={**nan_summary(values), "eligible": count, **(details or {})},
+        confidence=estimate.confidence,
+        interval_method=estimate.method,
+        instances_needed=instances_needed(estimate, threshold, higher_is_better) if inconclusive else None,
+        note=_note(context, estimate, why_undefined) if inconclusive else "",
+        details={**nan_summary(values), **details},
     )
+
+
+def _note(context: Context, estimate: Estimate, why_undefined: str) -> str:
+    """Why no verdict could be reached, where it is not the interval's width."""
+    if estimate.count == 0:
+        if why_undefined:
+            return f"undefined on every instance: {why_undefined}"
+        if not bool(context.defined().any()):
+            return "undefined on every instance: no instance has two real tokens"
+        return "undefined on every instance"
+    if estimate.count == 1:
+        return "one instance has a defined value: no interval; more instances would decide it"
+    return ""
 
 
 def real_rows(values: Tensor, real: Tensor) -> RaggedRows:
@@ -145,4 +148,4 @@ def real_rows(values: Tensor, real: Tensor) -> RaggedRows:
 
 def replace_rows(rows: Tensor, real: Tensor, weights: Tensor) -> Tensor:
     """Edit function: every head's read row becomes ``weights`` (n, Tk) (zero off the real positions)."""
-    return torch.where(real, weights, torch.zeros_like(weights)).unsqueeze(1).expand_as(rows)
+    return torch.where(real, weights.to(rows.dtype), torch.zeros_like(rows[:, 0])).unsqueeze(1).expand_as(rows)

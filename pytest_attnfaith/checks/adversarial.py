@@ -65,7 +65,7 @@ def linear_readout(context: Context) -> tuple[Tensor, Tensor]:
     real = context.real
     size, length = real.shape
     device = context.probs.device
-    if context.reference.gap is None:
+    if context.reference.gap is None or not bool(context.defined().any()):
         return torch.zeros(size, length, dtype=torch.float64, device=device), torch.zeros(size, dtype=torch.bool, device=device)
     rows, positions = real.nonzero(as_tuple=True)
     vertex = torch.zeros(size, length, dtype=torch.float64, device=device)
@@ -78,7 +78,8 @@ def linear_readout(context: Context) -> tuple[Tensor, Tensor]:
     actual = _gaps_for(context, instances, lambda part: mixtures[part])
     predicted = (mixtures * vertex[instances]).sum(dim=1)
     scale = 1.0 + vertex.abs().amax(dim=1)[instances]
-    close = ((actual - predicted).abs() <= LINEARITY_TOLERANCE * scale).view(size, LINEARITY_PROBES).all(dim=1)
+    tolerance = max(LINEARITY_TOLERANCE, 8 * torch.finfo(context.model.dtype).eps)  # logits rounded to the model's dtype
+    close = ((actual - predicted).abs() <= tolerance * scale).view(size, LINEARITY_PROBES).all(dim=1)
     finite = torch.isfinite(vertex).all(dim=1)
     return vertex, close & finite & (context.real_count >= 2)
 
@@ -232,6 +233,7 @@ def max_jsd(context: Context) -> tuple[np.ndarray, np.ndarray]:
 def run(context: Context) -> CheckResult:
     values, methods = max_jsd(context)
     return fraction_result(
+        context,
         "adversarial",
         values,
         values >= context.options.delta,

@@ -86,6 +86,7 @@ def run(context: Context) -> CheckResult:
     judged_all = not peaked.any()
     eligible = defined if judged_all else peaked
     return fraction_result(
+        context,
         "permutation",
         values,
         values < options.epsilon,

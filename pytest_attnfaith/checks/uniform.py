@@ -29,5 +29,11 @@ def uniform_tvd(context: Context) -> np.ndarray:
 def run(context: Context) -> CheckResult:
     values = uniform_tvd(context)
     return fraction_result(
-        "uniform", values, values < context.options.epsilon, ~np.isnan(values), context.options.uniform_threshold, MEANING
+        context,
+        "uniform",
+        values,
+        values < context.options.epsilon,
+        ~np.isnan(values),
+        context.options.uniform_threshold,
+        MEANING,
     )

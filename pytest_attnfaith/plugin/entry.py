@@ -37,8 +37,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--attnfaith-tolerance",
         metavar="X",
         type=_tolerance,
-        default=0.05,
-        help="how far (absolute) a statistic may move against the model before it is a regression (default: 0.05)",
+        default=0.0,
+        help="a regression is a current interval entirely worse than the baseline's statistic moved by X against "
+        "the model (absolute; default: 0)",
     )
     add_ini_keys(parser)
 

@@ -24,7 +24,7 @@ from pytest_attnfaith.report.terminal import summary_lines
 
 WORKER_KEY = "attnfaith"
 _SESSIONS: list[Recorder] = []
-STYLES = {"red": {"red": True}, "green": {"green": True}, "bold": {"bold": True}, "": {}}
+STYLES = {"red": {"red": True}, "green": {"green": True}, "yellow": {"yellow": True}, "bold": {"bold": True}, "": {}}
 
 
 class Recorder:
@@ -130,10 +130,15 @@ class Recorder:
 
 
 def junit_properties(report: dict[str, Any], index: int) -> list[tuple[str, object]]:
-    """``attnfaith.<check>.statistic`` / ``.verdict`` per check, and ``attnfaith.verdict``; later audits ``attnfaith[2]...``."""
+    """``attnfaith.verdict``, ``attnfaith.<question>`` and per check ``.statistic``, ``.interval_low`` /
+    ``.interval_high`` and ``.verdict``; a test's later audits are ``attnfaith[2]...``."""
     prefix = "attnfaith" if index == 0 else f"attnfaith[{index + 1}]"
     properties: list[tuple[str, object]] = [(f"{prefix}.verdict", "passed" if report["passed"] else "failed")]
+    properties.extend((f"{prefix}.{question}", answer) for question, answer in report.get("verdicts", {}).items())
     for name, check in report["checks"].items():
+        low, high = check["interval"]
         properties.append((f"{prefix}.{name}.statistic", check["statistic"]))
-        properties.append((f"{prefix}.{name}.verdict", "passed" if check["passed"] else "failed"))
+        properties.append((f"{prefix}.{name}.interval_low", low))
+        properties.append((f"{prefix}.{name}.interval_high", high))
+        properties.append((f"{prefix}.{name}.verdict", check["verdict"]))
     return properties

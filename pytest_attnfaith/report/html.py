@@ -16,8 +16,11 @@ from typing import Any
 from pytest_attnfaith.options import CHECK_NAMES, QUESTIONS
 from pytest_attnfaith.report.baseline import regressions_of
 from pytest_attnfaith.report.terminal import audits, importances_of, verdict
+from pytest_attnfaith.results import format_interval
 from pytest_attnfaith.worst import defined, flag_count, instance_rows, worst_by_instance
 
+VERDICT_CLASS = {"passed": "pass", "failed": "fail", "inconclusive": "inconclusive"}
+ANSWER_CLASS = {"yes": "pass", "no": "fail", "inconclusive": "inconclusive"}
 ROW_COLOURS = {"attention": "9, 105, 218", "gradient": "191, 87, 0", "loo": "130, 80, 223"}
 MISSING_MATPLOTLIB = (
     "The figures need matplotlib: <code>pip install 'pytest-attnfaith[report]'</code>. The tables below are complete."
@@ -38,6 +41,7 @@ th, td { padding: 4px 10px; text-align: left; border-bottom: 1px solid #eaeef2; 
 th { color: #57606a; font-weight: 600; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .pass { background: #dafbe1; color: #116329; } .fail { background: #ffebe9; color: #a40e26; } .na { color: #8c959f; }
+.inconclusive { background: #fff8c5; color: #7d4e00; }
 .badge { display: inline-block; border-radius: 12px; padding: 1px 10px; font-size: 12px; font-weight: 600; margin-left: 8px; }
 .summary td a { color: inherit; }
 .scroll { overflow-x: auto; }
@@ -91,6 +95,7 @@ def _header(document: dict[str, Any]) -> str:
         ("audits", counts["audits"], ""),
         ("failed audits", counts["failed_audits"], "fail" if counts["failed_audits"] else "pass"),
         ("failed checks", f"{counts['failed_checks']} / {counts['checks']}", "fail" if counts["failed_checks"] else "pass"),
+        ("inconclusive checks", counts["inconclusive_checks"], "inconclusive" if counts["inconclusive_checks"] else ""),
     ]
     card_html = "".join(f'<div class="card {style}">{escape(name)}<b>{value}</b></div>' for name, value, style in cards)
     return (
@@ -119,19 +124,22 @@ def _verdict_cell(report: dict[str, Any]) -> str:
 
 
 def _answer_cell(report: dict[str, Any], question: str) -> str:
-    answer = report.get("answers", {}).get(question)
-    if answer is None:
+    answer = report.get("verdicts", {}).get(question, "not tested")
+    if answer == "not tested":
         return '<td class="na">not tested</td>'
     required = "" if question in report.get("required", []) else " (not required)"
-    return f'<td class="{"pass" if answer else "fail"}">{"yes" if answer else "no"}{required}</td>'
+    return f'<td class="{ANSWER_CLASS[answer]}">{answer}{required}</td>'
 
 
 def _check_cell(check: dict[str, Any] | None) -> str:
     if check is None:
         return '<td class="na">—</td>'
     relation = "≥" if check["higher_is_better"] else "≤"
-    title = f"{check['statistic_name']} {_number(check['statistic'])}, required {relation} {_number(check['threshold'])}"
-    return f'<td class="num {"pass" if check["passed"] else "fail"}" title="{escape(title)}">{_number(check["statistic"])}</td>'
+    title = (
+        f"{check['statistic_name']} {_number(check['statistic'])} {format_interval(check['interval'])}, "
+        f"required {relation} {_number(check['threshold'])}: {check['verdict']}"
+    )
+    return f'<td class="num {VERDICT_CLASS[check["verdict"]]}" title="{escape(title)}">{_number(check["statistic"])}</td>'
 
 
 def _baseline(comparison: dict[str, Any] | None) -> str:
@@ -168,30 +176,31 @@ def _audit_section(number: int, label: str, report: dict[str, Any], figures: Any
 
 
 def _check_table(report: dict[str, Any]) -> str:
-    head = ("check", "statistic", "value", "required", "verdict", "instances", "meaning of a failure")
+    head = ("check", "statistic", "value", "interval", "required", "verdict", "instances", "meaning of a failure")
     rows = ["<tr>" + "".join(f"<th>{name}</th>" for name in head) + "</tr>"]
     for check in report["checks"].values():
         relation = "≥" if check["higher_is_better"] else "≤"
-        state = "pass" if check["passed"] else "fail"
         cells = [
             check["name"],
             check["statistic_name"],
             _number(check["statistic"]),
+            f"{format_interval(check['interval'])} ({check['confidence']:.0%}, {check['interval_method']})",
             f"{relation} {_number(check['threshold'])}",
         ]
         count = flag_count(check["instances"], check["flagged"], check.get("undefined", 0))
-        meaning = "" if check["passed"] else check["meaning"]
+        state = {"passed": "passed", "failed": "FAILED"}.get(check["verdict"], "inconclusive")
+        why = check["meaning"] if check["verdict"] == "failed" else check.get("reason", "")
         rows.append(
             "<tr>"
             + "".join(f"<td>{escape(cell)}</td>" for cell in cells)
-            + f'<td class="{state}">{"passed" if check["passed"] else "FAILED"}</td><td>{escape(count)}</td>'
-            + f'<td class="meaning">{escape(meaning)}</td></tr>'
+            + f'<td class="{VERDICT_CLASS[check["verdict"]]}">{state}</td><td>{escape(count)}</td>'
+            + f'<td class="meaning">{escape(why)}</td></tr>'
         )
     return f'<div class="scroll"><table>{"".join(rows)}</table></div>'
 
 
 def _heat_maps(report: dict[str, Any]) -> str:
-    failing = [check for check in report["checks"].values() if not check["passed"]]
+    failing = [check for check in report["checks"].values() if check["verdict"] == "failed"]
     count = int(report["options"].get("worst", 3))
     worst = worst_by_instance(((c["name"], c["per_instance"], c["flagged_instances"]) for c in failing), count)
     title = "Worst instances" if worst else "Example instances"

@@ -9,7 +9,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-SESSION_SCHEMA_VERSION = 1
+SESSION_SCHEMA_VERSION = 2
 DISTRIBUTIONS = ("pytest-attnfaith", "pytest", "torch", "transformers", "numpy", "scipy", "matplotlib", "pytest-xdist")
 
 Tests = dict[str, list[dict[str, Any]]]
@@ -33,7 +33,8 @@ def summary(tests: Tests) -> dict[str, int]:
         "audits": len(audits),
         "failed_audits": sum(not report.get("passed", False) for report in audits),
         "checks": len(checks),
-        "failed_checks": sum(not check.get("passed", False) for check in checks),
+        "failed_checks": sum(check.get("verdict") == "failed" for check in checks),
+        "inconclusive_checks": sum(check.get("verdict") == "inconclusive" for check in checks),
     }
 
 

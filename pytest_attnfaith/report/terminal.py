@@ -2,7 +2,7 @@
 
 Verbosity: ``-q`` lists only the failing checks; the default lists every check and, for each failing
 audit, its worst instance per failing check; ``-v`` adds up to ``worst`` instances per check and what
-each audit read and replaced. Lines come back as ``(text, style)``, style being "", "red", "green" or
+each audit read and replaced. Lines come back as ``(text, style)``, style being "", "red", "yellow", "green" or
 "bold", for pytest's terminal writer.
 """
 
@@ -12,10 +12,13 @@ from typing import Any
 
 from pytest_attnfaith.report.baseline import regressions_of
 from pytest_attnfaith.report.schema import Tests, summary
-from pytest_attnfaith.worst import flag_count, instance_rows, token_table, worst_by_instance
+from pytest_attnfaith.results import format_interval
+from pytest_attnfaith.worst import answered, flag_count, instance_rows, token_table, worst_by_instance
 
 Line = tuple[str, str]
-HEADER = ("check", "statistic", "value", "required", "verdict", "instances")
+ROW_STYLE = {"passed": "", "failed": "red", "inconclusive": "yellow"}
+HEADER = ("check", "statistic", "value", "interval", "required", "verdict", "instances")
+VERDICT_TEXT = {"passed": "passed", "failed": "FAILED", "inconclusive": "inconclusive"}
 
 
 def summary_lines(tests: Tests, verbosity: int = 0, width: int = 120, comparison: dict[str, Any] | None = None) -> list[Line]:
@@ -25,7 +28,7 @@ def summary_lines(tests: Tests, verbosity: int = 0, width: int = 120, comparison
     lines.append(
         (
             f"{_count(counts['audits'], 'audit')} in {_count(counts['tests'], 'test')}: {counts['failed_audits']} failed, "
-            f"{counts['failed_checks']} of {counts['checks']} checks failed",
+            f"{counts['failed_checks']} of {counts['checks']} checks failed, {counts['inconclusive_checks']} inconclusive",
             "red" if counts["failed_audits"] else "green",
         )
     )
@@ -52,16 +55,18 @@ def table_lines(tests: Tests, verbosity: int) -> list[Line]:
     lines: list[Line] = [("  " + _join(HEADER, sizes), "bold")]
     for label, report, checks in groups:
         lines.append((f"{label}: {verdict(report)}", "green" if report["passed"] else "red"))
-        lines.extend(("  " + _join(_row(check), sizes), "" if check["passed"] else "red") for check in checks)
+        lines.extend(("  " + _join(_row(check), sizes), ROW_STYLE[check["verdict"]]) for check in checks)
     return lines
 
 
 def verdict(report: dict[str, Any]) -> str:
-    """``passed``, or which required questions were answered no."""
+    """``passed``, or which required questions were answered no or inconclusive (``passed (... inconclusive)``
+    when ``inconclusive="pass"`` lets them through)."""
+    verdicts = report.get("verdicts", {})
+    open_questions = [(q, verdicts[q]) for q in report.get("required", []) if verdicts.get(q) in ("no", "inconclusive")]
     if report["passed"]:
-        return "passed"
-    failed = [question for question in report.get("required", []) if report.get("answers", {}).get(question) is False]
-    return f"FAILED ({', '.join(failed)} answered no)"
+        return f"passed ({answered(open_questions)})" if open_questions else "passed"
+    return f"FAILED ({answered(open_questions)})"
 
 
 def worst_lines(tests: Tests, per_check: int | None, width: int) -> list[Line]:
@@ -105,7 +110,7 @@ def baseline_lines(comparison: dict[str, Any]) -> list[Line]:
     regressions = regressions_of(comparison)
     head = (
         f"baseline {comparison.get('path', '')}: {comparison['compared']} statistics compared, "
-        f"{len(regressions)} regressed beyond the tolerance {comparison['tolerance']:g}"
+        f"{len(regressions)} regressed (interval entirely worse than the baseline, tolerance {comparison['tolerance']:g})"
     )
     lines: list[Line] = [(head, "red" if regressions else "green")]
     lines.extend((f"  REGRESSION {regression.describe()}", "red") for regression in regressions)
@@ -132,18 +137,22 @@ def _label(nodeid: str, index: int) -> str:
 
 def _worst_by_instance(report: dict[str, Any], per_check: int | None) -> dict[int, list[str]]:
     count = per_check if per_check is not None else int(report.get("options", {}).get("worst", 3))
-    failing = [check for check in report["checks"].values() if not check["passed"]]
+    failing = [check for check in report["checks"].values() if check["verdict"] == "failed"]
     return worst_by_instance(((check["name"], check["per_instance"], check["flagged_instances"]) for check in failing), count)
 
 
 def _row(check: dict[str, Any]) -> tuple[str, ...]:
     relation = ">=" if check["higher_is_better"] else "<="
+    state = VERDICT_TEXT[check["verdict"]]
+    if check["verdict"] == "inconclusive" and check.get("instances_needed"):
+        state += f" (~{check['instances_needed']:,} instances would decide)"
     return (
         check["name"],
         check["statistic_name"],
         _number(check["statistic"]),
+        format_interval(check["interval"]),
         f"{relation} {_number(check['threshold'])}",
-        "passed" if check["passed"] else "FAILED",
+        state,
         flag_count(check["instances"], check["flagged"], check.get("undefined", 0)),
     )
 

@@ -6,6 +6,7 @@ reading and replacing attention with its own forward hooks.
 
 from __future__ import annotations
 
+import copy
 import itertools
 import math
 
@@ -22,7 +23,8 @@ CHECK_OPTIONS = {"permutations": 200, "seed": 3}
 
 
 def probs_of(logits: torch.Tensor) -> torch.Tensor:
-    logits = logits.reshape(logits.shape[0], -1)
+    """The output distribution in float64 from the logits (DESIGN.md: exact statistics)."""
+    logits = logits.reshape(logits.shape[0], -1).double()
     if logits.shape[1] == 1:
         s = torch.sigmoid(logits[:, 0])
         return torch.stack([s, 1 - s], 1)
@@ -33,7 +35,7 @@ def run_with(net: nn.Module, ids: torch.Tensor, mask: torch.Tensor, attention: t
     """Output distribution of one instance, optionally with the attention module's output replaced."""
     handle = None
     if attention is not None:
-        handle = net.attn.register_forward_hook(lambda m, a, out: attention.view_as(out))
+        handle = net.attn.register_forward_hook(lambda m, a, out: attention.view_as(out).to(out.dtype))
     try:
         with torch.no_grad():
             return probs_of(net(ids[None], mask[None]))[0]
@@ -68,7 +70,7 @@ def gradient_times_input(net: nn.Module, ids: torch.Tensor, mask: torch.Tensor, 
     finally:
         for handle in handles:
             handle.remove()
-    return (grad[0] * store["e"][0]).sum(-1).abs().detach()
+    return (grad[0].double() * store["e"][0].double()).sum(-1).abs().detach()
 
 
 def reference_values(net: nn.Module, inputs: dict[str, torch.Tensor]) -> dict[str, list[float]]:
@@ -98,11 +100,27 @@ def small_inputs(bilstm_inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tens
     return {key: value[:24] for key, value in bilstm_inputs.items()}
 
 
-def test_gradient_loo_and_uniform_match_a_token_by_token_reference(trained: BiLSTMClassifier, small_inputs) -> None:
+def test_gradient_loo_and_uniform_match_a_token_by_token_reference_to_1e6_in_float64(trained, small_inputs) -> None:
+    """The definitions, exactly: a float64 copy of the model leaves no rounding for the batching to move."""
+    model = copy.deepcopy(trained).double()
+    report = af.audit(af.wrap(model, attention="attn", embeddings="embed"), small_inputs, checks=["gradient", "loo", "uniform"])
+    expected = reference_values(model, small_inputs)
+    for name in ("gradient", "loo", "uniform"):
+        assert np.allclose(report.checks[name].per_instance, expected[name], atol=1e-6, equal_nan=True), name
+
+
+def test_a_float32_model_matches_the_reference_where_its_own_rounding_does_not_decide_the_ranking(trained, small_inputs) -> None:
+    """The output distribution is float64 from the logits, so distinct logits never tie (float32 probabilities
+    did: up to 0.13 of τ on SST). What remains is the model's own float32 arithmetic, which a batch of another
+    size rounds differently: leave-one-out importances closer than a few ulps of the logits (here gaps < 1e-8,
+    on saturated instances) can swap, so those instances are left out of the leave-one-out comparison."""
     report = af.audit(af.wrap(trained, attention="attn", embeddings="embed"), small_inputs, checks=["gradient", "loo", "uniform"])
     expected = reference_values(trained, small_inputs)
-    for name in ("gradient", "loo", "uniform"):
+    for name in ("gradient", "uniform"):
         assert np.allclose(report.checks[name].per_instance, expected[name], atol=1e-4, equal_nan=True), name
+    resolved = np.array([np.diff(np.sort(values)).min() > 1e-8 for values in report.checks["loo"].details["importance"]])
+    assert resolved.sum() >= len(resolved) // 3
+    assert np.allclose(report.checks["loo"].per_instance[resolved], np.array(expected["loo"])[resolved], atol=1e-4)
 
 
 def test_permutation_median_matches_independent_sampling_within_noise(trained: BiLSTMClassifier, small_inputs) -> None:

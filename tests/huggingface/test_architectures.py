@@ -20,7 +20,7 @@ FAST = {"permutations": 10, "adversarial_steps": 20}
 def native_distribution(model: tf.PreTrainedModel, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
     """The model's own output under its own attention implementation (sdpa / eager), in eval mode."""
     with torch.no_grad():
-        logits = copy.deepcopy(model).eval()(**inputs).logits.float()
+        logits = copy.deepcopy(model).eval()(**inputs).logits.double()
     if logits.dim() == 3:
         last = inputs["attention_mask"].sum(dim=1) - 1
         logits = logits[torch.arange(logits.shape[0]), last]

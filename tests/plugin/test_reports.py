@@ -90,8 +90,8 @@ def test_baseline_regression_fails_the_session_and_is_listed(pytester: pytest.Py
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(
         [
-            "baseline base.json: 2 statistics compared, 1 regressed beyond the tolerance 0.05",
-            "  REGRESSION test_base.py::test_audit uniform: 0.000 -> 1.000 *",
+            "baseline base.json: 2 statistics compared, 1 regressed (interval entirely worse than the baseline, tolerance 0)",
+            "  REGRESSION test_base.py::test_audit uniform: 0.000 -> 1.000 [[]0.610, 1.000[]] *",
         ]
     )
     (regression,) = read_json(pytester.path / "out.json")["baseline"]["regressions"]
@@ -107,6 +107,22 @@ def test_baseline_regression_fails_the_session_and_is_listed(pytester: pytest.Py
 )
 def test_regression_direction_follows_higher_is_better(higher_is_better: bool, current: float | None, regressed: bool) -> None:
     assert Regression("t", 0, "c", 0.5, current, higher_is_better).regressed(0.05) is regressed
+
+
+@pytest.mark.parametrize(
+    ("higher_is_better", "interval", "regressed"),
+    [
+        (True, (0.40, 0.52), False),  # a lower estimate whose interval still reaches the baseline: noise
+        (True, (0.40, 0.48), True),  # the whole interval below the baseline: a real drop
+        (False, (0.45, 0.60), False),
+        (False, (0.52, 0.60), True),
+    ],
+)
+def test_a_regression_is_an_interval_entirely_worse_than_the_baseline(
+    higher_is_better: bool, interval: tuple[float, float], regressed: bool
+) -> None:
+    current = sum(interval) / 2
+    assert Regression("t", 0, "c", 0.5, current, higher_is_better, interval).regressed(0.0) is regressed
 
 
 def test_compare_lists_new_and_missing_tests_without_failing_them() -> None:

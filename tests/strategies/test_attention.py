@@ -79,7 +79,7 @@ def test_bounded_candidates_keep_the_output_within_epsilon(
     original = faithful_output(faithful, zoo_inputs, candidate.original)
     moved = faithful_output(faithful, zoo_inputs, candidate.attention)
     assert bool((tvd(moved, original) <= 0.05 + 1e-5).all())
-    assert torch.allclose(candidate.tvd, tvd(moved, original), atol=1e-5)
+    assert torch.allclose(candidate.tvd, tvd(moved, original).double(), atol=1e-5)
 
 
 def test_bounded_candidates_reach_attention_that_differs_from_the_original(faithful_candidates: Any) -> None:

@@ -58,9 +58,13 @@ def sentence() -> dict[str, torch.Tensor]:
     return sentiment_task(1, seed=3).inputs()
 
 
+# a property of each instance: any flagged instance fails (its interval clears 0), none flagged passes
+PER_INSTANCE = {"checks": ("uniform",), "uniform_threshold": 0.0, "inconclusive": "pass"}
+
+
 def test_a_planted_trigger_is_found_and_shrunk_to_one_edit(sentence: dict[str, torch.Tensor]) -> None:
     model = wrapped(TriggeredModel())
-    af.assert_attention_faithful(model, sentence, checks=("uniform",))
+    af.assert_attention_faithful(model, sentence, **PER_INSTANCE)
     seen: list[PerturbedInputs] = []
 
     # Hypothesis' default profile (100 examples, shrinking), without an example database, and without the
@@ -69,7 +73,7 @@ def test_a_planted_trigger_is_found_and_shrunk_to_one_edit(sentence: dict[str, t
     @given(x=perturbed(sentence, distractors=(*DISTRACTORS, TRIGGER), **LABEL_PRESERVING))
     def attention_stays_faithful(x: PerturbedInputs) -> None:
         seen.append(x)
-        af.assert_attention_faithful(model, x, checks=("uniform",))
+        af.assert_attention_faithful(model, x, **PER_INSTANCE)
 
     with pytest.raises(af.AttentionNotFaithful) as failure:
         attention_stays_faithful()

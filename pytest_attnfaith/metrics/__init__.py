@@ -1,0 +1,36 @@
+"""The metrics layer: pure functions on batches and per-instance values, float64.
+
+``distances``: output distributions, TVD, JSD; ``ranking``: Kendall τ-b; ``statistics``: a
+statistic over instances with its confidence interval, and the three-state verdict.
+"""
+
+from pytest_attnfaith.metrics.distances import (
+    binary_logit_gap,
+    distribution_tolerance,
+    jsd,
+    kl,
+    logits_of,
+    output_distribution,
+    restrict,
+    tvd,
+)
+from pytest_attnfaith.metrics.ranking import kendall_tau
+from pytest_attnfaith.metrics.statistics import Estimate, decide, fraction_interval, instances_needed, mean_interval, nan_summary
+
+__all__ = [
+    "Estimate",
+    "binary_logit_gap",
+    "decide",
+    "distribution_tolerance",
+    "fraction_interval",
+    "instances_needed",
+    "jsd",
+    "kendall_tau",
+    "kl",
+    "logits_of",
+    "mean_interval",
+    "nan_summary",
+    "output_distribution",
+    "restrict",
+    "tvd",
+]

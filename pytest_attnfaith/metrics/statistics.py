@@ -1,0 +1,149 @@
+"""Statistics over instances with their confidence intervals, and the three-state verdict.
+
+A check's statistic is either the **mean** of per-instance values (Kendall τ, an ERASER score) or
+the **fraction** of instances flagged. Each comes with a ``confidence``-level interval over the
+instances — a seeded bootstrap of the mean (``scipy.stats.bootstrap``, bias-corrected and
+accelerated), a Wilson score interval for a fraction (``scipy.stats.binomtest(...).proportion_ci``)
+— and the verdict reads the interval against the threshold: **passed** when all of it lies on the
+passing side, **failed** when all of it lies on the failing side, **inconclusive** when it straddles
+the threshold. The methods were chosen by their measured coverage (``docs/confidence.md``).
+
+numpy and scipy only: no torch.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.stats
+
+MEAN_METHOD = "BCa"
+PROPORTION_METHOD = "wilson"
+RESAMPLES = 9999
+MOST_INSTANCES = 10**8
+VERDICTS = ("passed", "failed", "inconclusive")
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A statistic over ``count`` instances with its ``confidence``-level interval (``low``, ``high``).
+
+    ``kind`` is ``"mean"`` (``spread``: the sample standard deviation of the values) or
+    ``"fraction"``; ``method`` names how the interval was computed. NaN where undefined."""
+
+    kind: str
+    statistic: float
+    low: float
+    high: float
+    confidence: float
+    method: str
+    count: int
+    spread: float = math.nan
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        return (self.low, self.high)
+
+
+def nan_summary(values: np.ndarray) -> dict[str, float | int]:
+    """Mean, std and median over the defined values, and how many were undefined (NaN)."""
+    defined = values[~np.isnan(values)]
+    if defined.size == 0:
+        return {"mean": float("nan"), "std": float("nan"), "median": float("nan"), "undefined": int(values.size)}
+    return {
+        "mean": float(defined.mean()),
+        "std": float(defined.std()),
+        "median": float(np.median(defined)),
+        "undefined": int(values.size - defined.size),
+    }
+
+
+def mean_interval(values: np.ndarray, confidence: float, seed: int) -> Estimate:
+    """The mean of the defined (non-NaN) values and its seeded BCa bootstrap interval.
+
+    One defined value has no interval (NaN); values that are all equal give the zero-width interval
+    at that value (the bootstrap has nothing to resample)."""
+    defined = np.asarray(values, dtype=np.float64)
+    defined = defined[~np.isnan(defined)]
+    count = int(defined.size)
+    if count == 0:
+        return Estimate("mean", math.nan, math.nan, math.nan, confidence, MEAN_METHOD, 0)
+    mean = float(defined.mean())
+    spread = float(defined.std(ddof=1)) if count > 1 else math.nan
+    if count == 1:
+        low = high = math.nan
+    elif np.ptp(defined) == 0.0:
+        low = high = mean
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result = scipy.stats.bootstrap(
+                (defined,),
+                np.mean,
+                confidence_level=confidence,
+                n_resamples=RESAMPLES,
+                method=MEAN_METHOD,
+                rng=np.random.default_rng(seed),
+            )
+        low, high = float(result.confidence_interval.low), float(result.confidence_interval.high)
+        if not (math.isfinite(low) and math.isfinite(high)):  # BCa undefined (e.g. one odd value): percentile
+            low, high = (
+                float(v) for v in np.percentile(result.bootstrap_distribution, [50 * (1 - confidence), 50 * (1 + confidence)])
+            )
+    return Estimate("mean", mean, min(low, mean), max(high, mean), confidence, f"bootstrap ({MEAN_METHOD})", count, spread)
+
+
+def fraction_interval(flagged: int, count: int, confidence: float) -> Estimate:
+    """The fraction ``flagged / count`` and its Wilson score interval (NaN when ``count`` is 0)."""
+    if count == 0:
+        return Estimate("fraction", math.nan, math.nan, math.nan, confidence, PROPORTION_METHOD, 0)
+    interval = scipy.stats.binomtest(int(flagged), int(count)).proportion_ci(confidence, method=PROPORTION_METHOD)
+    return Estimate("fraction", flagged / count, float(interval.low), float(interval.high), confidence, PROPORTION_METHOD, count)
+
+
+def decide(estimate: Estimate, threshold: float, higher_is_better: bool) -> str:
+    """``passed`` / ``failed`` when the whole interval lies on one side of ``threshold``, else ``inconclusive``.
+
+    The passing side includes the threshold itself (``statistic >= threshold`` or ``<= threshold``)."""
+    low, high = estimate.low, estimate.high
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return "inconclusive"
+    if higher_is_better:
+        return "passed" if low >= threshold else "failed" if high < threshold else "inconclusive"
+    return "passed" if high <= threshold else "failed" if low > threshold else "inconclusive"
+
+
+def instances_needed(estimate: Estimate, threshold: float, higher_is_better: bool) -> int | None:
+    """About how many instances would decide an inconclusive estimate, were the statistic to stay where it is.
+
+    A mean: n ≈ (z·s / |mean − threshold|)², the normal approximation of the interval's half-width. A
+    fraction: the smallest n whose Wilson interval at the same fraction excludes the threshold. None when
+    no number would (the statistic sits on the threshold) or nothing is known (no or one defined instance)."""
+    gap = abs(estimate.statistic - threshold)
+    if estimate.count == 0 or not math.isfinite(gap) or gap == 0.0:
+        return None
+    if estimate.kind == "mean":
+        if not math.isfinite(estimate.spread) or estimate.spread == 0.0:
+            return None
+        z = float(scipy.stats.norm.ppf(0.5 + estimate.confidence / 2))
+        return max(math.ceil((z * estimate.spread / gap) ** 2), estimate.count + 1)
+    return _fraction_instances(estimate.statistic, estimate.confidence, threshold, higher_is_better, estimate.count)
+
+
+def _fraction_instances(fraction: float, confidence: float, threshold: float, higher_is_better: bool, start: int) -> int | None:
+    def decided(count: int) -> bool:
+        estimate = fraction_interval(round(fraction * count), count, confidence)
+        return decide(estimate, threshold, higher_is_better) != "inconclusive"
+
+    low, high = start, max(2 * start, start + 1)
+    while not decided(high):
+        low, high = high, 2 * high
+        if high > MOST_INSTANCES:
+            return None
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (low, middle) if decided(middle) else (middle, high)
+    return high
