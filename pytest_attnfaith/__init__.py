@@ -16,15 +16,29 @@ import types
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
-from pytest_attnfaith.errors import AttentionNotFaithful, AttentionUnavailableError, AttnFaithError, InconclusiveWarning
-from pytest_attnfaith.options import CHECK_NAMES, QUESTIONS, Options
+from pytest_attnfaith.errors import (
+    AttentionNotFaithful,
+    AttentionUnavailableError,
+    AttnFaithError,
+    ExplanationNotFaithful,
+    InconclusiveWarning,
+)
+from pytest_attnfaith.options import (
+    CHECK_NAMES,
+    EXPLAINER_NAMES,
+    EXPLANATION_CHECK_NAMES,
+    EXPLANATION_QUESTIONS,
+    QUESTIONS,
+    Options,
+)
 
 if TYPE_CHECKING:
     from pytest_attnfaith.adapters import AttentionModel, wrap
     from pytest_attnfaith.adapters.huggingface import huggingface
-    from pytest_attnfaith.assertions import assert_attention_faithful
+    from pytest_attnfaith.assertions import assert_attention_faithful, assert_explanation_faithful
     from pytest_attnfaith.audit import audit
-    from pytest_attnfaith.results import CheckResult, Report
+    from pytest_attnfaith.explanations import audit_explanation, compare_explanations, explain
+    from pytest_attnfaith.results import CheckResult, Comparison, Report
 
 try:
     __version__ = version("pytest-attnfaith")
@@ -36,8 +50,13 @@ _LAZY = {
     "wrap": "pytest_attnfaith.adapters",
     "huggingface": "pytest_attnfaith.adapters.huggingface",
     "assert_attention_faithful": "pytest_attnfaith.assertions",
+    "assert_explanation_faithful": "pytest_attnfaith.assertions",
     "audit": "pytest_attnfaith.audit",
+    "explain": "pytest_attnfaith.explanations",
+    "audit_explanation": "pytest_attnfaith.explanations",
+    "compare_explanations": "pytest_attnfaith.explanations",
     "CheckResult": "pytest_attnfaith.results",
+    "Comparison": "pytest_attnfaith.results",
     "Report": "pytest_attnfaith.results",
 }
 
@@ -63,17 +82,26 @@ sys.modules[__name__].__class__ = _Package
 
 __all__ = [
     "CHECK_NAMES",
+    "EXPLAINER_NAMES",
+    "EXPLANATION_CHECK_NAMES",
+    "EXPLANATION_QUESTIONS",
     "QUESTIONS",
     "AttentionModel",
     "AttentionNotFaithful",
     "AttentionUnavailableError",
     "AttnFaithError",
     "CheckResult",
+    "Comparison",
+    "ExplanationNotFaithful",
     "InconclusiveWarning",
     "Options",
     "Report",
     "assert_attention_faithful",
+    "assert_explanation_faithful",
     "audit",
+    "audit_explanation",
+    "compare_explanations",
+    "explain",
     "huggingface",
     "wrap",
 ]

@@ -11,10 +11,12 @@ passes when every required question is answered yes or not tested — or inconcl
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import platform
 import sys
 import warnings
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -27,7 +29,7 @@ from pytest_attnfaith.adapters.base import check_distribution
 from pytest_attnfaith.checks import CHECKS, Context
 from pytest_attnfaith.checks._common import real_rows
 from pytest_attnfaith.errors import InconclusiveWarning
-from pytest_attnfaith.options import QUESTIONS, Options, resolve_options
+from pytest_attnfaith.options import QUESTIONS, Options, questions_for, resolve_options
 from pytest_attnfaith.results import CheckResult, Report
 
 
@@ -39,27 +41,39 @@ def audit(model: Any, inputs: Any, checks: Any = None, seed: int = 0, **options:
     ``checks``: names of checks (None: all six). Options are documented in ``docs/``.
     """
     resolved = resolve_options(checks=checks, seed=seed, **options)
-    adapter = as_attention_model(model)
-    batch = prepare_batch(inputs)
-    with adapter.session(resolved):
-        batch = batch.to(adapter.device)
-        reference = adapter.forward_chunked(batch)
-        check_distribution(reference, batch, adapter.tap.where)
-        context = Context(adapter, batch, resolved, reference)
-        results = {name: CHECKS[name](context) for name in progress.track(resolved.checks, resolved.progress)}
-        per_head = _per_head_table(adapter, batch, resolved) if resolved.per_head else []
-        instances = _instances(context)
-        described = adapter.describe()
+    with opened(model, inputs, resolved) as context:
+        results = run_checks(context, resolved.checks)
+        per_head = _per_head_table(context.model, context.batch, resolved) if resolved.per_head else []
+        instances = instances_of(context)
+        described = context.model.describe()
     report = build_report(results, resolved, described, instances, per_head)
     warn_inconclusive(report)
     _recording.publish(report)
     return report
 
 
-def answer_questions(results: dict[str, CheckResult]) -> dict[str, str]:
+@contextlib.contextmanager
+def opened(model: Any, inputs: Any, options: Options) -> Iterator[Context]:
+    """The audit's session on ``model`` and ``inputs``: adapter in session, batch on its device, the reference
+    pass (its attention checked to be a distribution); the model restored on exit."""
+    adapter = as_attention_model(model)
+    batch = prepare_batch(inputs)
+    with adapter.session(options):
+        batch = batch.to(adapter.device)
+        reference = adapter.forward_chunked(batch)
+        check_distribution(reference, batch, adapter.tap.where)
+        yield Context(adapter, batch, options, reference)
+
+
+def run_checks(context: Context, names: tuple[str, ...]) -> dict[str, CheckResult]:
+    """Each named check on ``context``, in order (with a progress display when ``progress=True``)."""
+    return {name: CHECKS[name](context) for name in progress.track(names, context.options.progress)}
+
+
+def answer_questions(results: dict[str, CheckResult], questions: dict[str, tuple[str, ...]] = QUESTIONS) -> dict[str, str]:
     """Question → ``yes`` / ``no`` / ``inconclusive`` / ``not tested`` from the verdicts of its checks that ran."""
     verdicts: dict[str, str] = {}
-    for question, names in QUESTIONS.items():
+    for question, names in questions.items():
         ran = [results[name].verdict for name in names if name in results]
         if not ran:
             verdicts[question] = "not tested"
@@ -84,20 +98,27 @@ def build_report(
     model: dict[str, Any],
     instances: dict[str, Any],
     per_head: list[dict[str, Any]] | None = None,
+    explainer: str | None = None,
 ) -> Report:
-    verdicts = answer_questions(results)
+    """The ``Report`` of an attention audit or, with ``explainer``, of an explanation audit (its questions, and
+    ``explanation_require`` instead of ``require``)."""
+    kind = "attention" if explainer is None else "explanation"
+    required = options.require if explainer is None else options.explanation_require
+    verdicts = answer_questions(results, questions_for(kind))
     accepted = ("yes", "not tested", "inconclusive") if options.inconclusive == "pass" else ("yes", "not tested")
-    passed = all(verdicts[question] in accepted for question in options.require)
+    passed = all(verdicts[question] in accepted for question in required)
     return Report(
         checks=results,
         verdicts=verdicts,
-        required=options.require,
+        required=required,
         passed=passed,
         options=options.to_dict(),
         model=model,
         environment=environment(),
         instances=instances,
         per_head=per_head or [],
+        kind=kind,
+        explainer=explainer,
     )
 
 
@@ -114,7 +135,7 @@ def environment() -> dict[str, Any]:
     }
 
 
-def _instances(context: Context) -> dict[str, Any]:
+def instances_of(context: Context) -> dict[str, Any]:
     """What the reports show per instance; instances without a real token have no prediction (None)."""
     real = context.real
     some = real.any(dim=1).cpu().tolist()

@@ -24,8 +24,8 @@ class InconclusiveWarning(UserWarning):
     instances would likely decide it). Shown in pytest's warnings summary."""
 
 
-class AttentionNotFaithful(AssertionError):  # noqa: N818 - name fixed by the public API
-    """Raised by ``assert_attention_faithful`` when the verdict fails; carries the ``report``."""
+class _NotFaithful(AssertionError):  # noqa: N818 - the base of the public names below
+    """A failed verdict that carries its ``report`` (and survives pickling, e.g. across pytest-xdist)."""
 
     def __init__(self, message: str, report: Report) -> None:
         super().__init__(message)
@@ -33,3 +33,11 @@ class AttentionNotFaithful(AssertionError):  # noqa: N818 - name fixed by the pu
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (str(self), self.report))
+
+
+class AttentionNotFaithful(_NotFaithful):
+    """Raised by ``assert_attention_faithful`` when the verdict fails; carries the ``report``."""
+
+
+class ExplanationNotFaithful(_NotFaithful):
+    """Raised by ``assert_explanation_faithful`` when an explanation's verdict fails; carries the ``report``."""

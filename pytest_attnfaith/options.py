@@ -23,6 +23,24 @@ QUESTIONS: dict[str, tuple[str, ...]] = {
     "agrees": ("gradient", "loo"),
     "unique": ("adversarial",),
 }
+# Explanation audits (``af.audit_explanation``): the checks that take any explainer's scores, and their questions.
+EXPLANATION_CHECK_NAMES: tuple[str, ...] = ("comprehensiveness", "sufficiency")
+EXPLANATION_CHECKS: tuple[str, ...] = (*EXPLANATION_CHECK_NAMES, "gradient", "loo")
+EXPLANATION_QUESTIONS: dict[str, tuple[str, ...]] = {
+    "comprehensive": ("comprehensiveness",),
+    "sufficient": ("sufficiency",),
+    "agrees": ("gradient", "loo"),
+}
+EXPLAINER_NAMES: tuple[str, ...] = (
+    "attention",
+    "rollout",
+    "gradient_x_input",
+    "integrated_gradients",
+    "leave_one_out",
+    "shapley",
+)
+ALL_CHECK_NAMES: tuple[str, ...] = (*CHECK_NAMES, *EXPLANATION_CHECK_NAMES)
+IG_METHODS: tuple[str, ...] = ("gausslegendre", "riemann_trapezoid", "riemann_left", "riemann_right", "riemann_middle")
 
 
 @dataclass(frozen=True)
@@ -48,6 +66,16 @@ class Options:
     adversarial_method: str = "auto"
     loo: str = "delete"
     mask_token_id: int | None = None
+    # explanations: ERASER's bins and removal, the random orderings they are judged against, the explainers' budgets
+    removal: str = "delete"
+    aopc_bins: tuple[float, ...] = (0.01, 0.05, 0.1, 0.2, 0.5)
+    random_orderings: int = 10
+    ig_steps: int = 50
+    ig_method: str = "gausslegendre"
+    ig_baseline: str = "zeros"
+    shapley_samples: int = 25
+    explanation_require: tuple[str, ...] = ("comprehensive", "sufficient")
+    suggest_explainers: tuple[str, ...] = ()
     # check-level thresholds: min mean tau (agreement), max flagged fraction (the others)
     gradient_threshold: float = 0.25
     loo_threshold: float = 0.25
@@ -55,6 +83,8 @@ class Options:
     uniform_threshold: float = 0.5
     erasure_threshold: float = 0.5
     adversarial_threshold: float = 0.5
+    comprehensiveness_threshold: float = 0.01
+    sufficiency_threshold: float = 0.01
     # which attention is read and replaced
     layer: int = -1
     head: str | int = "mean"
@@ -69,8 +99,8 @@ class Options:
 
     def to_dict(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        out["checks"] = list(self.checks)
-        out["require"] = list(self.require)
+        for name in ("checks", "require", "aopc_bins", "explanation_require", "suggest_explainers"):
+            out[name] = list(out[name])
         return out
 
 
@@ -133,21 +163,41 @@ def _boolean(value: Any) -> bool:
     return value
 
 
-def _names(allowed: Iterable[str], what: str) -> Callable[[Any], tuple[str, ...]]:
+def _names(
+    allowed: Iterable[str], what: str, default: tuple[str, ...] | None = None, hint: dict[str, str] | None = None
+) -> Callable[[Any], tuple[str, ...]]:
+    """A tuple of distinct names from ``allowed`` (None: ``default``, else all); ``hint`` says where a known
+    name of another table belongs."""
     allowed = tuple(allowed)
 
     def check(value: Any) -> tuple[str, ...]:
         if value is None:
-            return allowed
+            return default if default is not None else allowed
+        if not isinstance(value, (str, Iterable)):
+            raise AttnFaithError(f"{value!r} is not valid: expected a {what} name or a sequence of them, some of {allowed}")
         names = (value,) if isinstance(value, str) else tuple(value)
         for name in names:
             if name not in allowed:
-                raise AttnFaithError(f"unknown {what} {name!r}{_suggest(name, allowed)}; expected some of {allowed}")
+                where = (hint or {}).get(name, "")
+                raise AttnFaithError(
+                    f"unknown {what} {name!r}{_suggest(name, allowed)}; expected some of {allowed}{'; ' + where if where else ''}"
+                )
         if not names and what == "check":
             raise AttnFaithError(f"checks=() selects no check; expected at least one of {allowed} or None")
         return tuple(dict.fromkeys(names))
 
     return check
+
+
+def _bins(value: Any) -> tuple[float, ...]:
+    """ERASER's bins: fractions in (0, 1], at least one, sorted and distinct."""
+    expected = "a non-empty sequence of fractions in (0, 1], e.g. (0.01, 0.05, 0.1, 0.2, 0.5)"
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        raise _bad(value, expected)
+    bins = tuple(value)
+    if not bins or any(isinstance(q, bool) or not isinstance(q, (int, float)) or not 0.0 < q <= 1.0 for q in bins):
+        raise _bad(value, expected)
+    return tuple(sorted({float(q) for q in bins}))
 
 
 def _device(value: Any) -> str | None:
@@ -167,8 +217,12 @@ def _bad(value: Any, expected: str) -> _BadValueError:
 
 
 _RULES: dict[str, Callable[[Any], Any]] = {
-    "checks": _names(CHECK_NAMES, "check"),
-    "require": _names(QUESTIONS, "question"),
+    "checks": _names(ALL_CHECK_NAMES, "check", CHECK_NAMES),
+    "require": _names(
+        QUESTIONS,
+        "question",
+        hint={q: "explanation audits take explanation_require" for q in EXPLANATION_QUESTIONS if q not in QUESTIONS},
+    ),
     "seed": _integer(0),
     "confidence": _real(0.5, 1.0, hi_open=True),
     "inconclusive": _choice("fail", "pass"),
@@ -183,12 +237,23 @@ _RULES: dict[str, Callable[[Any], Any]] = {
     "adversarial_method": _choice("auto", "exact", "search"),
     "loo": _choice("delete", "mask"),
     "mask_token_id": _optional_integer,
+    "removal": _choice("delete", "mask"),
+    "aopc_bins": _bins,
+    "random_orderings": _integer(1),
+    "ig_steps": _integer(2),
+    "ig_method": _choice(*IG_METHODS),
+    "ig_baseline": _choice("zeros", "mask"),
+    "shapley_samples": _integer(1),
+    "explanation_require": _names(EXPLANATION_QUESTIONS, "question of an explanation audit", ("comprehensive", "sufficient")),
+    "suggest_explainers": _names(EXPLAINER_NAMES, "explainer", ()),
     "gradient_threshold": _real(-1.0, 1.0),
     "loo_threshold": _real(-1.0, 1.0),
     "permutation_threshold": _real(0.0, 1.0),
     "uniform_threshold": _real(0.0, 1.0),
     "erasure_threshold": _real(0.0, 1.0),
     "adversarial_threshold": _real(0.0, 1.0),
+    "comprehensiveness_threshold": _real(-1.0, 1.0),
+    "sufficiency_threshold": _real(-1.0, 1.0),
     "layer": _any_integer,
     "head": _choice("mean", integer=True),
     "aggregation": _choice("attention", "rollout"),
@@ -229,8 +294,13 @@ def parse_option_text(name: str, text: str) -> Any:
     default = getattr(Options(), name, None) if name in _RULES else None
     if name not in _RULES:
         return validate_option(name, text)
-    if name in ("checks", "require"):
+    if name in ("checks", "require", "explanation_require", "suggest_explainers"):
         return tuple(part.strip() for part in text.replace(",", " ").split() if part.strip())
+    if name == "aopc_bins":
+        try:
+            return tuple(float(part) for part in text.replace(",", " ").split())
+        except ValueError:
+            raise AttnFaithError(f"option aopc_bins={text!r} is not valid: expected fractions, e.g. 0.01 0.05 0.1") from None
     if name == "device":
         return text or None
     if isinstance(default, bool):
@@ -246,3 +316,9 @@ def parse_option_text(name: str, text: str) -> Any:
         except ValueError:
             continue
     return text.strip()
+
+
+def questions_for(kind: str) -> dict[str, tuple[str, ...]]:
+    """The questions a report of ``kind`` answers: ``"attention"`` (used, agrees, unique) or ``"explanation"``
+    (comprehensive, sufficient, agrees)."""
+    return EXPLANATION_QUESTIONS if kind == "explanation" else QUESTIONS

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, overload
 
@@ -141,6 +141,8 @@ class Report:
     ``verdicts``: question → ``"yes"`` (every check of the question that ran passed), ``"no"`` (one
     failed), ``"inconclusive"`` or ``"not tested"``; ``answers`` the same as True / False / None.
     ``passed``: no required question answered no, nor inconclusive unless ``inconclusive="pass"``.
+    ``kind``: ``"attention"`` (``af.audit``: used, agrees, unique) or ``"explanation"`` (``af.audit_explanation``:
+    comprehensive, sufficient, agrees, of the scores of ``explainer``; ``instances["scores"]`` holds them).
     Per-token values (``instances["attention"]``, the ``importance`` of ``gradient`` and ``loo``)
     are ``RaggedRows``: ``rows[i]`` is instance i's list; ``to_dict()`` / ``to_json()`` write lists.
     """
@@ -154,6 +156,8 @@ class Report:
     environment: dict[str, Any]
     instances: dict[str, Any]
     per_head: list[dict[str, Any]] = field(default_factory=list)
+    kind: str = "attention"
+    explainer: str | None = None
 
     @property
     def answers(self) -> dict[str, bool | None]:
@@ -181,6 +185,8 @@ class Report:
     def to_dict(self) -> dict[str, Any]:
         return {
             "schema_version": SCHEMA_VERSION,
+            "kind": self.kind,
+            "explainer": self.explainer,
             "passed": bool(self.passed),
             "verdicts": dict(self.verdicts),
             "answers": self.answers,
@@ -199,11 +205,74 @@ class Report:
 
     def summary(self) -> str:
         """A few lines: the verdict, each question's answer, each check with its interval against its threshold."""
-        lines = [f"attention faithfulness: {'PASSED' if self.passed else 'FAILED'}"]
+        subject = "attention" if self.explainer is None else f"explanation {self.explainer!r}"
+        lines = [f"{subject} faithfulness: {'PASSED' if self.passed else 'FAILED'}"]
         for question, verdict in self.verdicts.items():
             need = " (required)" if question in self.required else ""
             lines.append(f"  {question}: {verdict.upper() if verdict in ('no', 'inconclusive') else verdict}{need}")
         lines.extend(f"  {result.describe()}" for result in self.checks.values())
+        return "\n".join(lines)
+
+
+def ranking_key(checks: Mapping[str, Any]) -> tuple[int, float]:
+    """How an explanation ranks (higher first): the number of its checks that passed, then the sum of their
+    statistics (ERASER's: the mean gain in p_ŷ over random orderings; NaN counts as −∞). ``checks``: name →
+    ``CheckResult`` or its ``to_dict()``."""
+
+    def field_of(check: Any, name: str) -> Any:
+        return check[name] if isinstance(check, Mapping) else getattr(check, name)
+
+    passed = sum(field_of(check, "verdict") == "passed" for check in checks.values())
+    statistics = [field_of(check, "statistic") for check in checks.values()]
+    total = sum(value if value is not None and math.isfinite(value) else -math.inf for value in statistics)
+    return passed, total
+
+
+def rank_explanations(checks: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """Explainer names, most faithful first by ``ranking_key`` (ties keep the given order)."""
+    return sorted(checks, key=lambda name: ranking_key(checks[name]), reverse=True)
+
+
+@dataclass
+class Comparison:
+    """Explanations tested on the same inputs (``af.compare_explanations``): ``reports`` (explainer name →
+    ``Report``) and ``ranking`` (names, most faithful first: most checks passed, then the highest sum of
+    their statistics — ``ranking_key``)."""
+
+    reports: dict[str, Report]
+
+    @property
+    def ranking(self) -> list[str]:
+        return rank_explanations({name: report.checks for name, report in self.reports.items()})
+
+    @property
+    def passing(self) -> list[str]:
+        """The explainers whose audit passed, in ranking order."""
+        return [name for name in self.ranking if self.reports[name].passed]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "kind": "explanation comparison",
+            "ranking": self.ranking,
+            "passing": self.passing,
+            "reports": {name: report.to_dict() for name, report in self.reports.items()},
+        }
+
+    def to_json(self, **kwargs: Any) -> str:
+        kwargs.setdefault("indent", 2)
+        return json.dumps(self.to_dict(), **kwargs)
+
+    def summary(self) -> str:
+        """The ranking, one line per explainer: its verdict and each check's statistic with its interval."""
+        lines = ["explanations, most faithful first:"]
+        for rank, name in enumerate(self.ranking, start=1):
+            report = self.reports[name]
+            checks = "; ".join(
+                f"{check.name} {_fmt(check.statistic)} {format_interval(check.interval)} {check.verdict}"
+                for check in report.checks.values()
+            )
+            lines.append(f"  {rank}. {name}: {'passed' if report.passed else 'FAILED'} ({checks})")
         return "\n".join(lines)
 
 

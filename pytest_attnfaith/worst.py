@@ -34,11 +34,12 @@ def answered(verdicts: Iterable[tuple[str, str]]) -> str:
 def worst_indices(check: str, values: Sequence[float | None], flagged: Sequence[int], count: int) -> list[int]:
     """The flagged instances that count most against the model, worst first.
 
-    The adversarial check's worst instance has the highest max JSD; every other check's has the
-    lowest value (τ, TVD or TVD margin). Ties keep the instance order.
+    The adversarial check's worst instance has the highest max JSD, the sufficiency check's the highest
+    sufficiency; every other check's has the lowest value (τ, TVD, TVD margin or comprehensiveness). Ties
+    keep the instance order.
     """
     candidates = [int(i) for i in flagged if defined(values[i])]
-    sign = -1.0 if check == "adversarial" else 1.0
+    sign = -1.0 if check in ("adversarial", "sufficiency") else 1.0
     return sorted(candidates, key=lambda i: (sign * (values[i] or 0.0), i))[:count]
 
 

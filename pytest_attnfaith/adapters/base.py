@@ -12,6 +12,7 @@ submodule, the device and the hooks it adds, and restores them on exit, also on 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from pytest_attnfaith.metrics import binary_logit_gap, distribution_tolerance, l
 from pytest_attnfaith.options import Options
 
 EditFn = Callable[..., Tensor]
+EmbeddingsFn = Callable[[Tensor], Tensor]
 
 
 @dataclass
@@ -150,6 +152,7 @@ class AttentionModel(ABC):
         self.options = Options()
         self._embeddings_leaf: Tensor | None = None
         self._capture_embeddings = False
+        self._replace_embeddings: EmbeddingsFn | None = None
         self._heads = 1
 
     # -- what subclasses provide -------------------------------------------------------------
@@ -247,16 +250,27 @@ class AttentionModel(ABC):
 
     @contextlib.contextmanager
     def embeddings_hook(self) -> Iterator[None]:
-        """Forward hook on the embeddings that, when capturing, swaps their output for a leaf."""
+        """Forward hook on the embeddings that replaces their output (``forward(embeddings=fn)``) and, when
+        capturing, swaps it for a leaf."""
 
         def hook(module: nn.Module, args: Any, output: Tensor) -> Tensor | None:
-            if not self._capture_embeddings:
+            replace = self._replace_embeddings
+            if not self._capture_embeddings and replace is None:
                 return None
             if not isinstance(output, Tensor) or output.dim() != 3:
                 raise AttentionUnavailableError(
                     f"the embeddings module returned {type(output).__name__} "
                     f"{tuple(getattr(output, 'shape', ()))}; expected a tensor (B, T, D)"
                 )
+            if replace is not None:
+                replaced = replace(output)
+                if replaced.shape != output.shape:
+                    raise AttnFaithError(
+                        f"the replaced embeddings have shape {tuple(replaced.shape)}; expected {tuple(output.shape)}"
+                    )
+                output = replaced.to(output.dtype)
+            if not self._capture_embeddings:
+                return output
             leaf = output.detach().requires_grad_(True)
             self._embeddings_leaf = leaf
             return leaf
@@ -278,8 +292,12 @@ class AttentionModel(ABC):
         grad: bool = False,
         detach_attention: bool = False,
         capture_embeddings: bool = False,
+        embeddings: EmbeddingsFn | None = None,
     ) -> Forward:
-        """One pass over ``batch`` (moved to the model's device), optionally editing the attention."""
+        """One pass over ``batch`` (moved to the model's device), optionally editing the attention.
+
+        ``embeddings``: a function of the embeddings' output (n, T, D) that returns what the model sees instead
+        (with ``capture_embeddings``, the leaf ``Forward.embeddings`` is the replacement)."""
         self._prepare(batch)
         batch = batch.to(self.device)
         armed = _Armed(
@@ -292,6 +310,7 @@ class AttentionModel(ABC):
         )
         self.tap.arm(armed)
         self._capture_embeddings = capture_embeddings
+        self._replace_embeddings = embeddings
         self._embeddings_leaf = None
         try:
             with torch.set_grad_enabled(grad or capture_embeddings):
@@ -299,6 +318,7 @@ class AttentionModel(ABC):
         finally:
             self.tap.disarm()
             self._capture_embeddings = False
+            self._replace_embeddings = None
         if armed.calls == 0 or armed.rows is None:
             raise AttentionUnavailableError(
                 f"the attention at {self.tap.where} was never computed during the forward pass; "
@@ -332,6 +352,20 @@ class AttentionModel(ABC):
         if not torch.isfinite(probs).all():
             raise AttnFaithError("the model's output contains NaN or inf; expected finite logits")
         return probs, gap
+
+    def rollout(self, batch: Batch) -> Tensor:
+        """Abnar & Zuidema's attention rollout (n, Tk) up to the chosen layer, read as ``aggregation="rollout"`` reads it."""
+        if len(self.layer_indices()) < 2:
+            raise AttnFaithError(
+                f"rollout (Abnar & Zuidema) multiplies the attention of successive layers: {self.tap.where} is the "
+                "model's one attention layer; use explainer='attention'"
+            )
+        saved = self.options
+        self.options = dataclasses.replace(saved, aggregation="rollout")
+        try:
+            return self.forward_chunked(batch).attention
+        finally:
+            self.options = saved
 
     def forward_chunked(self, batch: Batch) -> Forward:
         """``forward`` over a large batch without edits or gradients, in chunks of ``batch_size`` (bounded memory)."""

@@ -4,7 +4,8 @@ device, the options, and the reference forward pass (original attention, origina
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -12,8 +13,11 @@ from torch import Tensor
 
 from pytest_attnfaith.adapters.base import AttentionModel, Edit, Forward
 from pytest_attnfaith.adapters.inputs import Batch
+from pytest_attnfaith.errors import AttnFaithError
 from pytest_attnfaith.metrics import restrict
 from pytest_attnfaith.options import Options
+
+Value = TypeVar("Value")
 
 BACKWARD_COST = 4
 """A pass that backpropagates to the embeddings keeps every activation of the model: measured on J&W's
@@ -24,13 +28,22 @@ alike. (The adversarial search backpropagates only through what the attention fe
 
 @dataclass
 class Context:
-    """One audit's shared state. ``explanation`` is the (B, T) scoring under test (None: the attention read)."""
+    """One audit's shared state. ``explanation`` is the (B, T) scoring under test (None: the attention read);
+    ``shared`` holds what is computed once and reused by every explanation tested on the same inputs
+    (``dataclasses.replace(context, explanation=...)`` keeps the same dict)."""
 
     model: AttentionModel
     batch: Batch
     options: Options
     reference: Forward
     explanation: Tensor | None = None
+    shared: dict[str, Any] = field(default_factory=dict)
+
+    def once(self, key: str, compute: Callable[[], Value]) -> Value:
+        """``compute()`` the first time ``key`` is asked for, the stored value after."""
+        if key not in self.shared:
+            self.shared[key] = compute()
+        return self.shared[key]  # type: ignore[no-any-return]
 
     @property
     def probs(self) -> Tensor:
@@ -88,3 +101,59 @@ class Context:
         if out is None:
             return torch.zeros(0, self.probs.shape[1], dtype=self.probs.dtype, device=self.probs.device)
         return out.to(self.probs.device)
+
+    def run_removed(self, instances: Tensor, removed: Tensor, how: str, option: str, classes: Tensor | None = None) -> Tensor:
+        """The output of instance ``instances[i]`` with the positions where ``removed[i]`` (n, T) is true removed:
+        ``how="delete"`` deletes them (the rest shifted left, the row T − r long, as leave-one-out deletes),
+        ``"mask"`` replaces their ids with the model's mask (or pad) token. Returns the distributions (n, C), or
+        with ``classes`` (n,) the probability of each row's class (n,). A row left with no visible position (every
+        one deleted) is not run: NaN. Deleted rows run in groups of equal length. ``option`` names the option that
+        chose ``how``, for its error."""
+        batch = self.batch
+        instances, removed = instances.to(batch.input_ids.device), removed.to(batch.input_ids.device)
+        token = self.removal_token(option) if how == "mask" else None
+
+        def edit(rows: Tensor) -> Batch:
+            if token is not None:
+                return batch.replaced(instances[rows], removed[rows], token)
+            return batch.without(instances[rows], removed[rows])
+
+        if token is not None:
+            groups = [torch.arange(len(instances), device=instances.device)]
+        else:
+            visible = (batch.attention_mask.bool()[instances] & ~removed).any(dim=1)
+            lengths = torch.where(visible, batch.length - removed.sum(dim=1), -1)
+            groups = [(lengths == length).nonzero().squeeze(1) for length in lengths.unique().tolist() if length >= 0]
+        shape = (len(instances),) if classes is not None else (len(instances), self.probs.shape[1])
+        out = torch.full(shape, float("nan"), dtype=self.probs.dtype, device=self.probs.device)
+        for group in groups:
+            if len(group):
+                out[group.to(out.device)] = self.run_rows(len(group), _chunks_of(group, edit), _picker(classes, group))
+        return out
+
+    def removal_token(self, option: str) -> int:
+        """The id that replaces a removed token (``<option>="mask"``): the model's mask, else pad token."""
+        token = self.model.mask_token_id()
+        if token is None:
+            raise AttnFaithError(
+                f"option {option}='mask' needs a mask or pad token id: this model has none; "
+                f"set mask_token_id or use {option}='delete'"
+            )
+        return token
+
+
+def _chunks_of(rows: Tensor, edit: Callable[[Tensor], Batch]) -> Callable[[slice], tuple[Batch, Edit | None]]:
+    """A ``run_rows`` maker of the edited rows ``rows[part]`` (no attention edit)."""
+    return lambda part: (edit(rows[part]), None)
+
+
+def _picker(classes: Tensor | None, rows: Tensor) -> Callable[[Forward, slice], Tensor] | None:
+    """A ``run_rows`` reader of the probability of ``classes[rows]`` for each row (None: the whole distribution)."""
+    if classes is None:
+        return None
+    picked = classes[rows.to(classes.device)]
+
+    def pick(forward: Forward, part: slice) -> Tensor:
+        return forward.probs.gather(1, picked[part].to(forward.probs.device).unsqueeze(1)).squeeze(1)
+
+    return pick

@@ -75,11 +75,7 @@ class HuggingFaceModel(AttentionModel):
         from pytest_attnfaith.adapters import hf_interface
 
         if self.path == "softmax" and self.options.aggregation == "rollout":
-            raise AttnFaithError(
-                f"aggregation='rollout' needs every layer's attention: {type(self.module).__name__} is outside "
-                "transformers' AttentionInterface, where only the chosen layer's softmax is intercepted; "
-                "use aggregation='attention'"
-            )
+            raise self._no_rollout("aggregation='rollout'", "aggregation='attention'")
         saved = _implementations(self.module)
         self.implementation_before = str(getattr(self.config, "_attn_implementation", None))
         self.layers, self._cache, self._verified, self.fast_passes = [], None, {}, 0
@@ -158,7 +154,8 @@ class HuggingFaceModel(AttentionModel):
 
     def _fast_layer(self) -> int | None:
         """The chosen layer, when passes may start from it (never for gradients to the embeddings or rollout)."""
-        if self._probing or self._stack is None or self._capture_embeddings or self.options.aggregation == "rollout":
+        replacing = self._capture_embeddings or self._replace_embeddings is not None
+        if self._probing or self._stack is None or replacing or self.options.aggregation == "rollout":
             return None
         layer = self.chosen_layer()
         return layer if layer > 0 and self._verified.get(layer, True) else None
@@ -287,6 +284,17 @@ class HuggingFaceModel(AttentionModel):
             mixed = super().read(weights.float()) if index == last else weights.float().mean(dim=1)
             result = (0.5 * mixed + 0.5 * eye) @ result
         return result[torch.arange(result.shape[0], device=result.device), self._query]
+
+    def rollout(self, batch: Batch) -> Tensor:
+        if self.path == "softmax":
+            raise self._no_rollout("explainer 'rollout'", "explainer='attention'")
+        return super().rollout(batch)
+
+    def _no_rollout(self, what: str, instead: str) -> AttnFaithError:
+        return AttnFaithError(
+            f"{what} needs every layer's attention: {type(self.module).__name__} is outside transformers' "
+            f"AttentionInterface, where only the chosen layer's softmax is intercepted; use {instead}"
+        )
 
     def mask_token_id(self) -> int | None:
         if self.options.mask_token_id is not None:

@@ -73,11 +73,17 @@ class Batch:
             per_token={k: take(v) for k, v in picked.per_token.items()},
         )
 
-    def delete_positions(self, rows: Tensor, positions: Tensor) -> Batch:
-        """Instance ``rows[i]`` with token ``positions[i]`` deleted (shifted left, mask shortened), for each i."""
-        offsets = torch.arange(self.length - 1, device=positions.device)
-        keep = offsets.unsqueeze(0) + (offsets.unsqueeze(0) >= positions.unsqueeze(1)).long()
+    def without(self, rows: Tensor, removed: Tensor) -> Batch:
+        """Instance ``rows[i]`` with the positions where ``removed[i]`` (n, T) is true deleted: the rest shifted
+        left, the row (and its mask) shortened. Every row must remove as many positions."""
+        count = int(removed[0].sum()) if len(removed) else 0
+        keep = torch.sort(removed.to(torch.int8), dim=1, stable=True).indices[:, : self.length - count]
         return self.gather_positions(rows, keep)
+
+    def replaced(self, rows: Tensor, removed: Tensor, token_id: int) -> Batch:
+        """Instance ``rows[i]`` with the token ids where ``removed[i]`` (n, T) is true replaced by ``token_id``."""
+        picked = self.select(rows)
+        return replace(picked, input_ids=picked.input_ids.masked_fill(removed, token_id))
 
     def to(self, device: torch.device | str) -> Batch:
         return replace(

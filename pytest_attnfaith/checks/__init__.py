@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from pytest_attnfaith.checks import adversarial, erasure, gradient, loo, permutation, uniform
+from pytest_attnfaith.checks import adversarial, comprehensiveness, erasure, gradient, loo, permutation, sufficiency, uniform
 from pytest_attnfaith.checks._common import Context
 from pytest_attnfaith.results import CheckResult
 
@@ -15,6 +15,8 @@ CHECKS: dict[str, Callable[[Context], CheckResult]] = {
     "adversarial": adversarial.run,
     "uniform": uniform.run,
     "erasure": erasure.run,
+    "comprehensiveness": comprehensiveness.run,
+    "sufficiency": sufficiency.run,
 }
 
 __all__ = ["CHECKS", "Context"]

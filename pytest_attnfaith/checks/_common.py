@@ -33,12 +33,17 @@ def mean_result(
     meaning: str,
     details: dict[str, Any] | None = None,
     why_undefined: str = "",
+    reported: np.ndarray | None = None,
 ) -> CheckResult:
-    """Passes when the mean of the defined values (with its seeded bootstrap interval) reaches ``threshold``."""
+    """Passes when the mean of the defined values (with its seeded bootstrap interval) reaches ``threshold``.
+
+    ``reported``: the per-instance values the result shows, when they are not the averaged ones (ERASER's raw
+    scores beside their gain over random orderings); NaN wherever ``values`` is."""
     estimate = mean_interval(values, context.options.confidence, context.seed(f"interval:{name}"))
     flagged = np.nan_to_num(values, nan=np.inf) < threshold
+    shown = values if reported is None else reported
     return _result(
-        context, name, estimate, values, flagged, threshold, True, statistic_name, meaning, details or {}, why_undefined
+        context, name, estimate, shown, flagged, threshold, True, statistic_name, meaning, details or {}, why_undefined
     )
 
 

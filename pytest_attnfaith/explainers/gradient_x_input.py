@@ -17,8 +17,11 @@ from pytest_attnfaith.adapters.context import Context
 
 
 def attribute(context: Context) -> Tensor:
-    """g (B, T), float64: |gradient × input| of p_ŷ, 0 off the real positions."""
+    """g (B, T), float64: |gradient × input| of p_ŷ, 0 off the real positions (computed once per audit)."""
+    return context.once("gradient_x_input", lambda: _importance(context))
 
+
+def _importance(context: Context) -> Tensor:
     def importance(part: slice) -> Tensor:
         forward = context.model.forward(context.batch.select(part), grad=True, detach_attention=True, capture_embeddings=True)
         embeddings = forward.embeddings

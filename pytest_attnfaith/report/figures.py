@@ -40,7 +40,7 @@ def audit_figure(report: dict[str, Any], salt: str) -> str | None:
         figure = Figure(figsize=(3.3 * len(panels), 2.9), layout="constrained")
         for axes, name in zip(figure.subplots(1, len(panels), squeeze=False)[0], panels, strict=True):
             DRAW[name](axes, report["checks"][name], report["options"])
-        return _svg(figure)
+        return to_svg(figure)
 
 
 def _permutation(axes: Axes, check: dict[str, Any], options: dict[str, Any]) -> None:
@@ -108,7 +108,8 @@ def _histogram(axes: Axes, check: dict[str, Any], limits: tuple[float, float], l
 DRAW = {"permutation": _permutation, "adversarial": _adversarial, "gradient": _agreement, "loo": _agreement}
 
 
-def _svg(figure: Figure) -> str:
+def to_svg(figure: Figure) -> str:
+    """The figure as inline SVG text (no XML header, no date: the same figure gives the same text)."""
     buffer = io.StringIO()
     figure.savefig(buffer, format="svg", metadata={"Date": None})
     text = buffer.getvalue()

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_attnfaith.options import CHECK_NAMES, QUESTIONS
+from pytest_attnfaith.report import explanations
 from pytest_attnfaith.report.baseline import regressions_of
 from pytest_attnfaith.report.terminal import audits, importances_of, verdict
 from pytest_attnfaith.results import format_interval
@@ -57,7 +58,8 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 def render_html(document: dict[str, Any]) -> str:
     """The whole page for a session document (``schema.session_document``)."""
     figures = _figures_module()
-    body = [_header(document), _summary_table(document["tests"]), _baseline(document.get("baseline"))]
+    body = [_header(document), _summary_table(document["tests"]), explanations.html_section(document["tests"])]
+    body.append(_baseline(document.get("baseline")))
     if figures is None:
         body.append(f'<p class="note">{MISSING_MATPLOTLIB}</p>')
     body.extend(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pytest_attnfaith.report import explanations
 from pytest_attnfaith.report.baseline import regressions_of
 from pytest_attnfaith.report.schema import Tests, summary
 from pytest_attnfaith.results import format_interval
@@ -23,7 +24,7 @@ VERDICT_TEXT = {"passed": "passed", "failed": "FAILED", "inconclusive": "inconcl
 
 def summary_lines(tests: Tests, verbosity: int = 0, width: int = 120, comparison: dict[str, Any] | None = None) -> list[Line]:
     """Every line of the section, without its title."""
-    lines = table_lines(tests, verbosity)
+    lines = table_lines(tests, verbosity) + explanations.terminal_lines(tests)
     counts = summary(tests)
     lines.append(
         (

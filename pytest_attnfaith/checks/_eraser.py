@@ -1,0 +1,121 @@
+"""ERASER's comprehensiveness and sufficiency (DeYoung et al. 2020), judged against random orderings.
+
+Per instance, ŷ the class predicted on x, n its real tokens, for each bin q ∈ ``aopc_bins`` with
+k = ⌈q·n⌉ and the top-k tokens of the scores under test (ties by position, earlier first):
+
+    comprehensiveness = mean_q [p_ŷ(x) − p_ŷ(x without its top-k tokens)]
+    sufficiency       = mean_q [p_ŷ(x) − p_ŷ(only its top-k tokens, special tokens always kept)]
+
+Tokens are removed as ``removal`` says (``Context.run_removed``: deleted, or replaced by the mask
+token). The same values for ``random_orderings`` orderings of the same real tokens drawn at random
+(seeded) give each instance a matched baseline; the check's statistic is the mean paired gain over it
+(comprehensiveness: explainer − random; sufficiency: random − explainer) with its bootstrap interval,
+which must reach the ``<check>_threshold`` margin: the verdict reads "better than chance". Instances
+with fewer than two real tokens are undefined (NaN, counted). Every distinct (instance, ordering, k)
+row runs once, batched; the random orderings' rows are shared by every explanation tested on the same
+inputs (``Context.once``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from pytest_attnfaith.checks._common import Context, mean_result
+from pytest_attnfaith.metrics import mean_interval
+from pytest_attnfaith.results import CheckResult
+
+
+def run(context: Context, name: str, meaning: str) -> CheckResult:
+    """``name`` is ``"comprehensiveness"`` or ``"sufficiency"``."""
+    explained, explained_after = curves(context, name, ranks_of(context.scores, context.real).unsqueeze(0))
+    random, random_after = context.once(f"{name}:random", lambda: curves(context, name, random_ranks(context)))
+    value, baseline = explained[0], random.mean(dim=0)
+    gain = value - baseline if name == "comprehensiveness" else baseline - value
+    options = context.options
+    details = {
+        "bins": list(options.aopc_bins),
+        "removal": options.removal,
+        "random_orderings": options.random_orderings,
+        "value": _summary(context, f"{name}:value", value),
+        "random": {**_summary(context, f"{name}:random", baseline), "per_instance": baseline.cpu().numpy()},
+        "gain": gain.cpu().numpy(),
+        "curve": _curve(context, explained_after[0], random_after),
+    }
+    return mean_result(
+        context,
+        name,
+        gain.cpu().numpy(),
+        getattr(options, f"{name}_threshold"),
+        "mean gain over random orderings",
+        meaning,
+        details,
+        reported=value.cpu().numpy(),
+    )
+
+
+def ranks_of(scores: Tensor, real: Tensor) -> Tensor:
+    """Each position's rank by descending score among the real positions (ties: earlier first), (B, T); the
+    other positions rank after every real one."""
+    keyed = torch.where(real, scores.double(), -torch.inf)
+    order = torch.sort(keyed, dim=1, descending=True, stable=True).indices
+    return order.argsort(dim=1)
+
+
+def random_ranks(context: Context) -> Tensor:
+    """``random_orderings`` uniformly random orderings of each instance's real tokens, as ranks (R, B, T)."""
+    batch = context.batch
+    keys = torch.rand(context.options.random_orderings, batch.size, batch.length, generator=context.generator("orderings"))
+    keys = torch.where(context.real.cpu(), keys, 2.0)
+    return keys.argsort(dim=-1).argsort(dim=-1).to(context.real.device)
+
+
+def curves(context: Context, name: str, ranks: Tensor) -> tuple[Tensor, Tensor]:
+    """For each ordering (O, B, T) of ranks: the ERASER value per instance (O, B) and p_ŷ after the edit of each
+    bin (O, B, Q); NaN for instances with fewer than two real tokens."""
+    real, count = context.real, context.real_count
+    bins = torch.tensor(context.options.aopc_bins, dtype=torch.float64, device=real.device)
+    sizes = torch.ceil(bins.unsqueeze(0) * count.unsqueeze(1).double()).long()  # k = ⌈q·n⌉, (B, Q)
+    orderings, instances, length = ranks.shape[0], real.shape[0], real.shape[1]
+    grid = (
+        torch.arange(orderings, device=real.device).view(-1, 1, 1) * instances
+        + torch.arange(instances, device=real.device).view(1, -1, 1)
+    ) * (length + 1) + sizes.unsqueeze(0)
+    defined = (count >= 2).view(1, -1, 1).expand_as(grid)
+    distinct, inverse = torch.unique(grid[defined], return_inverse=True)
+    k = distinct % (length + 1)
+    b = (distinct // (length + 1)) % instances
+    o = distinct // ((length + 1) * instances)
+    top = real[b] & (ranks[o, b] < k.unsqueeze(1))
+    removed = top if name == "comprehensiveness" else real[b] & ~top
+    probability = context.run_removed(b, removed, context.options.removal, "removal", context.predicted[b])
+    after = torch.full(grid.shape, float("nan"), dtype=torch.float64, device=context.probs.device)
+    after[defined.to(after.device)] = probability[inverse.to(after.device)]
+    full = context.probs.gather(1, context.predicted.unsqueeze(1))  # p_ŷ(x), (B, 1)
+    return (full.unsqueeze(0) - after).mean(dim=-1), after
+
+
+def _summary(context: Context, purpose: str, values: Tensor) -> dict[str, Any]:
+    estimate = mean_interval(values.cpu().numpy(), context.options.confidence, context.seed(f"interval:{purpose}"))
+    return {"mean": estimate.statistic, "interval": list(estimate.interval)}
+
+
+def _curve(context: Context, explained: Tensor, random: Tensor) -> dict[str, Any]:
+    """Mean p_ŷ over the defined instances at fraction 0 and after each bin's edit: the explanation's, the random
+    orderings' mean, and the band: the central ``confidence`` range of the random orderings' means."""
+    defined = torch.isfinite(explained).all(dim=1)
+    full = [float(context.probs.gather(1, context.predicted.unsqueeze(1))[defined].mean())]
+    per_ordering = random[:, defined].mean(dim=1).cpu().numpy()  # (R, Q)
+    level = context.options.confidence
+    with np.errstate(invalid="ignore"):
+        low, high = np.quantile(per_ordering, [(1 - level) / 2, (1 + level) / 2], axis=0)
+    return {
+        "fraction": [0.0, *context.options.aopc_bins],
+        "explainer": full + explained[defined].mean(dim=0).tolist(),
+        "random": full + per_ordering.mean(axis=0).tolist(),
+        "random_low": full + low.tolist(),
+        "random_high": full + high.tolist(),
+    }

@@ -1,0 +1,107 @@
+"""``shapley``: Shapley values of the tokens, sampled (Štrumbelj & Kononenko 2010; Captum's ``ShapleyValueSampling``).
+
+The players are the real tokens, the value of a coalition S is p_ŷ(x_S) — the float64 probability of
+the class predicted on x, with every real token outside S removed as the ``removal`` option removes
+tokens (``"delete"``: deleted, the row shortened; ``"mask"``: replaced by the mask, else pad, token;
+special tokens are never removed). φ_t is the mean over permutations π of the real tokens of
+v(tokens before t in π, and t) − v(tokens before t in π): ``shapley_samples`` permutations drawn at
+random (seeded from the audit seed), or all n! of them when n! ≤ ``shapley_samples`` — the exact
+Shapley value, equal to Captum's ``ShapleyValues`` (tests). Σ_t φ_t = p_ŷ(x) − p_ŷ(no real token).
+
+Batched: every prefix of every permutation of a chunk of instances is one row through
+``Context.run_removed``; v(x) is the audit's reference pass and v(∅) one row per instance.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from functools import cache
+
+import torch
+from torch import Tensor
+
+from pytest_attnfaith.adapters.context import Context
+from pytest_attnfaith.errors import AttnFaithError
+
+ROWS_PER_CHUNK = 4
+"""Instances per chunk: about ``ROWS_PER_CHUNK × batch_size`` permutations, so that each group of rows of one
+length (deletion) fills whole passes."""
+
+
+def attribute(context: Context) -> Tensor:
+    """φ (B, T), float64, 0 off the real positions (and on rows with fewer than two real tokens)."""
+    _check_empty_coalition(context)
+    samples, batch = context.options.shapley_samples, context.batch
+    scores = torch.zeros(batch.size, batch.length, dtype=torch.float64, device=context.probs.device)
+    keys = torch.rand(batch.size, samples, batch.length, generator=context.generator("shapley"))  # the same draws at any chunking
+    informative = (context.real_count >= 2).nonzero().squeeze(1)
+    chunk = max(1, ROWS_PER_CHUNK * context.options.batch_size // samples)
+    for start in range(0, len(informative), chunk):
+        instances = informative[start : start + chunk]
+        scores[instances] = _values(context, instances, keys[instances.cpu()].to(scores.device))
+    return scores
+
+
+def _values(context: Context, instances: Tensor, keys: Tensor) -> Tensor:
+    """φ for ``instances``: the value of every prefix of every permutation, then the mean marginal contribution."""
+    real = context.real[instances]
+    count, length = real.sum(dim=1), real.shape[1]
+    ranks, weight = _permutations(real, keys)
+    prefix = torch.arange(length, device=real.device)
+    rows = weight.gt(0).unsqueeze(-1) & (prefix >= 1) & (prefix < count.view(-1, 1, 1))
+    b, p, j = rows.nonzero(as_tuple=True)
+    removed = real[b] & (ranks[b, p] >= j.unsqueeze(1))
+    predicted = context.predicted[instances]
+    how = context.options.removal
+    value = torch.zeros(len(instances), ranks.shape[1], length + 1, dtype=torch.float64, device=real.device)
+    value[b, p, j] = context.run_removed(instances[b], removed, how, "removal", predicted[b])
+    value[:, :, 0] = context.run_removed(instances, real, how, "removal", predicted).unsqueeze(1)
+    full = context.probs[instances].gather(1, predicted.unsqueeze(1))
+    value.scatter_(2, count.view(-1, 1, 1).expand(-1, ranks.shape[1], 1), full.unsqueeze(-1).expand(-1, ranks.shape[1], 1))
+    at = ranks.clamp(max=length - 1)
+    marginal = value.gather(2, at + 1) - value.gather(2, at)
+    return torch.where(real, (marginal * weight.unsqueeze(-1)).sum(dim=1), 0.0)
+
+
+def _permutations(real: Tensor, keys: Tensor) -> tuple[Tensor, Tensor]:
+    """Per instance and permutation, each position's rank (c, P, T; non-real positions rank after every real
+    one) and the permutation's weight (c, P): 1/P for the P drawn from ``keys`` (uniform in [0, 1)), 1/n! for
+    each of all n! when n! ≤ P."""
+    count, samples = real.sum(dim=1), keys.shape[1]
+    keys = torch.where(real.unsqueeze(1), keys, 2.0)
+    ranks = keys.argsort(dim=-1).argsort(dim=-1)
+    weight = torch.full((real.shape[0], samples), 1.0 / samples, dtype=torch.float64, device=real.device)
+    for n in count.unique().tolist():
+        if math.factorial(n) > samples:
+            continue
+        table = _all_orders(n).to(real.device)  # (n!, n): the rank of each real token
+        exact = (count == n).nonzero().squeeze(1)
+        positions = real[exact].nonzero()[:, 1].view(len(exact), n)
+        ranks[exact, : len(table)] = ranks[exact, : len(table)].scatter(
+            2, positions.unsqueeze(1).expand(-1, len(table), -1), table.unsqueeze(0).expand(len(exact), -1, -1)
+        )
+        weight[exact] = 0.0
+        weight[exact, : len(table)] = 1.0 / len(table)
+    return ranks, weight
+
+
+@cache
+def _all_orders(n: int) -> Tensor:
+    """Every permutation of n tokens as the rank of each token (n!, n)."""
+    return torch.tensor(list(itertools.permutations(range(n))), dtype=torch.long).argsort(dim=1)
+
+
+def _check_empty_coalition(context: Context) -> None:
+    """With ``removal="delete"``, the empty coalition must leave something to run: a special token."""
+    if context.options.removal == "mask":
+        context.removal_token("removal")
+        return
+    kept = (context.batch.attention_mask.bool() & ~context.batch.real).any(dim=1).to(context.real.device)
+    orphan = ((context.real_count >= 2) & ~kept).nonzero()
+    if len(orphan):
+        raise AttnFaithError(
+            f"explainer 'shapley' with removal='delete': instance {int(orphan[0])} has no position that is never removed "
+            "(no special token), so the coalition without any token would be an empty input; use removal='mask' "
+            "(with mask_token_id for a wrapped model), or mark special tokens in special_tokens_mask"
+        )

@@ -1,0 +1,184 @@
+"""The explanation audits of a session (``Report.kind == "explanation"``): per test, a leaderboard of its
+explainers × checks, for the terminal and the HTML page, and for the page a deletion curve per explainer.
+
+The leaderboard ranks as ``Comparison.ranking`` does (``results.rank_explanations``). The deletion curve is
+p_ŷ (mean over the instances) against the fraction of tokens removed, the explanation's top tokens first,
+with the band of the random orderings (``details.curve`` of the ``comprehensiveness`` check; sufficiency's
+"only the top tokens kept" curve beside it, dashed). Works on the JSON form; matplotlib only for the figure.
+"""
+
+from __future__ import annotations
+
+import importlib
+from html import escape
+from typing import Any
+
+from pytest_attnfaith.report.schema import Tests
+from pytest_attnfaith.results import format_interval, rank_explanations
+
+Line = tuple[str, str]
+ERASER = ("comprehensiveness", "sufficiency")
+STATE = {"passed": "passed", "failed": "FAILED", "inconclusive": "inconclusive"}
+CELL_CLASS = {"passed": "pass", "failed": "fail", "inconclusive": "inconclusive"}
+COLOURS = ("#0969da", "#bf5700", "#8250df", "#1a7f37", "#cf222e", "#57606a")
+
+
+def explanation_audits(tests: Tests) -> dict[str, dict[str, dict[str, Any]]]:
+    """Per test node id with explanation audits: explainer (``name #2`` for a repeat) → report, most faithful first."""
+    grouped: dict[str, dict[str, dict[str, Any]]] = {}
+    for nodeid, reports in tests.items():
+        named: dict[str, dict[str, Any]] = {}
+        for report in reports:
+            if report.get("kind") != "explanation":
+                continue
+            name, repeat = str(report.get("explainer")), 2
+            while name in named:
+                name, repeat = f"{report.get('explainer')} #{repeat}", repeat + 1
+            named[name] = report
+        if named:
+            grouped[nodeid] = {name: named[name] for name in rank_explanations({n: r["checks"] for n, r in named.items()})}
+    return grouped
+
+
+def leaderboard(reports: dict[str, dict[str, Any]]) -> tuple[list[str], list[list[tuple[str, str]]]]:
+    """The columns and, per explainer in rank order, ``(text, verdict)`` cells: rank, explainer, verdict, then per
+    check its statistic with interval."""
+    checks = list(dict.fromkeys(name for report in reports.values() for name in report["checks"]))
+    header = ["rank", "explainer", "verdict", *checks]
+    rows = []
+    for rank, (name, report) in enumerate(reports.items(), start=1):
+        verdict = "passed" if report["passed"] else "failed"
+        cells = [(str(rank), ""), (name, ""), (STATE[verdict], verdict)]
+        for check in checks:
+            result = report["checks"].get(check)
+            if result is None:
+                cells.append(("—", ""))
+                continue
+            text = f"{_number(result['statistic'])} {format_interval(result['interval'])} {STATE[result['verdict']]}"
+            cells.append((text, result["verdict"]))
+        rows.append(cells)
+    return header, rows
+
+
+def terminal_lines(tests: Tests) -> list[Line]:
+    """Per test with explanation audits, its leaderboard (explainer × check), failing rows red."""
+    grouped = explanation_audits(tests)
+    if not grouped:
+        return []
+    lines: list[Line] = [
+        ("explanations (statistic [interval] per check: ERASER's is the mean gain in p_ŷ over random orderings):", "bold")
+    ]
+    for nodeid, reports in grouped.items():
+        header, rows = leaderboard(reports)
+        sizes = [
+            max(len(cell) for cell in column) for column in zip(header, *([text for text, _ in row] for row in rows), strict=True)
+        ]
+        lines.append((nodeid, "bold"))
+        lines.append(("  " + _join(header, sizes), ""))
+        for row in rows:
+            lines.append(("  " + _join([text for text, _ in row], sizes), "" if row[2][1] == "passed" else "red"))
+    return lines
+
+
+def html_section(tests: Tests) -> str:
+    """The page's explanations section: per test, its leaderboard and the deletion curves (empty without any)."""
+    grouped = explanation_audits(tests)
+    if not grouped:
+        return ""
+    figures = _matplotlib()
+    parts = ["<section><h3>Explanations: which one clears the bar</h3>"]
+    parts.append(
+        '<div class="meta">Ranked by checks passed, then by the sum of their statistics. ERASER (DeYoung et al. 2020): '
+        "comprehensiveness and sufficiency, each as the mean gain in p<sub>ŷ</sub> over random orderings of the same "
+        "tokens, with its interval; an explanation passes when that gain clears the margin.</div>"
+    )
+    for number, (nodeid, reports) in enumerate(grouped.items()):
+        header, rows = leaderboard(reports)
+        head = "<tr>" + "".join(f"<th>{escape(name)}</th>" for name in header) + "</tr>"
+        body = "".join(
+            "<tr>" + "".join(f'<td class="{CELL_CLASS.get(state, "")}">{escape(text)}</td>' for text, state in row) + "</tr>"
+            for row in rows
+        )
+        parts.append(f'<h3>{escape(nodeid)}</h3><div class="scroll"><table class="leaderboard">{head}{body}</table></div>')
+        svg = deletion_curves(reports, f"explanations{number}") if figures else None
+        if svg:
+            parts.append(f'<div class="figure">{svg}</div>')
+    return "".join(parts) + "</section>"
+
+
+def deletion_curves(reports: dict[str, dict[str, Any]], salt: str) -> str | None:
+    """One panel per explainer with a comprehensiveness curve: p_ŷ against the fraction removed, the random
+    orderings' band, and sufficiency's kept-only curve (None when no explainer has one)."""
+    import matplotlib as mpl
+    from matplotlib.figure import Figure
+
+    from pytest_attnfaith.report.figures import STYLE, to_svg
+
+    curves = {
+        name: report["checks"]["comprehensiveness"]["details"].get("curve")
+        for name, report in reports.items()
+        if "comprehensiveness" in report["checks"]
+    }
+    curves = {name: curve for name, curve in curves.items() if curve}
+    if not curves:
+        return None
+    style: Any = {**STYLE, "svg.hashsalt": salt}
+    with mpl.rc_context(style):
+        columns = min(len(curves), 4)
+        rows = -(-len(curves) // columns)
+        figure = Figure(figsize=(3.3 * columns, 2.8 * rows), layout="constrained")
+        panels = figure.subplots(rows, columns, squeeze=False, sharey=True).flatten()
+        for index, (axes, (name, curve)) in enumerate(zip(panels, curves.items(), strict=False)):
+            colour = COLOURS[index % len(COLOURS)]
+            fractions = curve["fraction"]
+            axes.fill_between(
+                fractions,
+                _values(curve["random_low"]),
+                _values(curve["random_high"]),
+                color="#8c959f",
+                alpha=0.3,
+                linewidth=0,
+                label="random orderings",
+            )
+            axes.plot(fractions, _values(curve["random"]), color="#57606a", linewidth=1, linestyle=":")
+            axes.plot(fractions, _values(curve["explainer"]), color=colour, marker="o", markersize=3, label="top tokens removed")
+            sufficiency = reports[name]["checks"].get("sufficiency", {}).get("details", {}).get("curve")
+            if sufficiency:
+                axes.plot(
+                    sufficiency["fraction"][1:],
+                    _values(sufficiency["explainer"][1:]),
+                    color=colour,
+                    linestyle="--",
+                    linewidth=1,
+                    label="only top tokens kept",
+                )
+            verdict = reports[name]["checks"]["comprehensiveness"]["verdict"]
+            axes.set_title(f"{name} ({verdict})", color="#1f2328" if verdict == "passed" else "#a40e26")
+            axes.set_xlabel("fraction of tokens removed (kept)")
+            axes.set_ylim(-0.02, 1.02)
+            axes.set_xlim(0, max(fractions))
+        panels[0].set_ylabel("mean p of the predicted class")
+        panels[0].legend(loc="lower left", fontsize=7, frameon=False)
+        for axes in panels[len(curves) :]:
+            axes.set_visible(False)
+        return to_svg(figure)
+
+
+def _values(values: list[float | None]) -> list[float]:
+    return [float("nan") if value is None else value for value in values]
+
+
+def _matplotlib() -> bool:
+    try:
+        importlib.import_module("matplotlib")
+    except ImportError:
+        return False
+    return True
+
+
+def _number(value: float | None) -> str:
+    return "nan" if value is None else f"{value:.3f}"
+
+
+def _join(cells: list[str], sizes: list[int]) -> str:
+    return "  ".join(cell.ljust(size) for cell, size in zip(cells, sizes, strict=True)).rstrip()
