@@ -83,8 +83,8 @@ class Options:
     uniform_threshold: float = 0.5
     erasure_threshold: float = 0.5
     adversarial_threshold: float = 0.5
-    comprehensiveness_threshold: float = 0.01
-    sufficiency_threshold: float = 0.01
+    comprehensiveness_threshold: float = 0.05
+    sufficiency_threshold: float = 0.05
     # which attention is read and replaced
     layer: int = -1
     head: str | int = "mean"

@@ -54,11 +54,11 @@ def attribute(context: Context) -> Tensor:
 def _weighted_gradients(context: Context, instances: Tensor, alphas: Tensor, baselines: _MaskBaselines | None) -> Tensor:
     """Per row, Σ_d (e − b)_td · ∂p_ŷ/∂e_td at b + α(e − b) (n, T), float64."""
     batch = context.batch.select(instances.to(context.batch.input_ids.device))
+    masked = baselines.of(instances) if baselines is not None else None  # before the pass: it runs one of its own
     delta: dict[str, Tensor] = {}
 
     def interpolate(native: Tensor) -> Tensor:
-        real = batch.real.to(native.device).unsqueeze(-1)
-        base = baselines.of(instances).to(native) if baselines is not None else native * ~real
+        base = masked.to(native) if masked is not None else native * ~batch.real.to(native.device).unsqueeze(-1)
         delta["value"] = (native - base).detach()
         return base + alphas.to(native).view(-1, 1, 1) * (native - base)
 

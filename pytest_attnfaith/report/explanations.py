@@ -3,8 +3,8 @@ explainers × checks, for the terminal and the HTML page, and for the page a del
 
 The leaderboard ranks as ``Comparison.ranking`` does (``results.rank_explanations``). The deletion curve is
 p_ŷ (mean over the instances) against the fraction of tokens removed, the explanation's top tokens first,
-with the band of the random orderings (``details.curve`` of the ``comprehensiveness`` check; sufficiency's
-"only the top tokens kept" curve beside it, dashed). Works on the JSON form; matplotlib only for the figure.
+with the mean and band of the random orderings (``details.curve`` of the ``comprehensiveness`` check). Works
+on the JSON form; matplotlib only for the figure. Attention audits keep their own tables (``attention_only``).
 """
 
 from __future__ import annotations
@@ -21,6 +21,12 @@ ERASER = ("comprehensiveness", "sufficiency")
 STATE = {"passed": "passed", "failed": "FAILED", "inconclusive": "inconclusive"}
 CELL_CLASS = {"passed": "pass", "failed": "fail", "inconclusive": "inconclusive"}
 COLOURS = ("#0969da", "#bf5700", "#8250df", "#1a7f37", "#cf222e", "#57606a")
+
+
+def attention_only(tests: Tests) -> Tests:
+    """The session's attention audits (the reports of ``af.audit`` and ``assert_attention_faithful``), per test."""
+    kept = {nodeid: [report for report in reports if report.get("kind") != "explanation"] for nodeid, reports in tests.items()}
+    return {nodeid: reports for nodeid, reports in kept.items() if reports}
 
 
 def explanation_audits(tests: Tests) -> dict[str, dict[str, dict[str, Any]]]:
@@ -107,8 +113,8 @@ def html_section(tests: Tests) -> str:
 
 
 def deletion_curves(reports: dict[str, dict[str, Any]], salt: str) -> str | None:
-    """One panel per explainer with a comprehensiveness curve: p_ŷ against the fraction removed, the random
-    orderings' band, and sufficiency's kept-only curve (None when no explainer has one)."""
+    """One panel per explainer with a comprehensiveness curve: p_ŷ against the fraction removed, and the random
+    orderings' mean and band (None when no explainer has one)."""
     import matplotlib as mpl
     from matplotlib.figure import Figure
 
@@ -141,20 +147,12 @@ def deletion_curves(reports: dict[str, dict[str, Any]], salt: str) -> str | None
                 label="random orderings",
             )
             axes.plot(fractions, _values(curve["random"]), color="#57606a", linewidth=1, linestyle=":")
-            axes.plot(fractions, _values(curve["explainer"]), color=colour, marker="o", markersize=3, label="top tokens removed")
-            sufficiency = reports[name]["checks"].get("sufficiency", {}).get("details", {}).get("curve")
-            if sufficiency:
-                axes.plot(
-                    sufficiency["fraction"][1:],
-                    _values(sufficiency["explainer"][1:]),
-                    color=colour,
-                    linestyle="--",
-                    linewidth=1,
-                    label="only top tokens kept",
-                )
+            axes.plot(
+                fractions, _values(curve["explainer"]), color=colour, marker="o", markersize=3, label="the explanation's ranking"
+            )
             verdict = reports[name]["checks"]["comprehensiveness"]["verdict"]
             axes.set_title(f"{name} ({verdict})", color="#1f2328" if verdict == "passed" else "#a40e26")
-            axes.set_xlabel("fraction of tokens removed (kept)")
+            axes.set_xlabel("fraction of tokens removed, top first")
             axes.set_ylim(-0.02, 1.02)
             axes.set_xlim(0, max(fractions))
         panels[0].set_ylabel("mean p of the predicted class")

@@ -58,13 +58,13 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 def render_html(document: dict[str, Any]) -> str:
     """The whole page for a session document (``schema.session_document``)."""
     figures = _figures_module()
-    body = [_header(document), _summary_table(document["tests"]), explanations.html_section(document["tests"])]
+    attention = explanations.attention_only(document["tests"])
+    summary = _summary_table(attention) if attention or not document["tests"] else ""
+    body = [_header(document), summary, explanations.html_section(document["tests"])]
     body.append(_baseline(document.get("baseline")))
     if figures is None:
         body.append(f'<p class="note">{MISSING_MATPLOTLIB}</p>')
-    body.extend(
-        _audit_section(number, label, report, figures) for number, (label, report) in enumerate(audits(document["tests"]))
-    )
+    body.extend(_audit_section(number, label, report, figures) for number, (label, report) in enumerate(audits(attention)))
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'

@@ -24,7 +24,8 @@ VERDICT_TEXT = {"passed": "passed", "failed": "FAILED", "inconclusive": "inconcl
 
 def summary_lines(tests: Tests, verbosity: int = 0, width: int = 120, comparison: dict[str, Any] | None = None) -> list[Line]:
     """Every line of the section, without its title."""
-    lines = table_lines(tests, verbosity) + explanations.terminal_lines(tests)
+    attention = explanations.attention_only(tests)
+    lines = (table_lines(attention, verbosity) if attention or not tests else []) + explanations.terminal_lines(tests)
     counts = summary(tests)
     lines.append(
         (
@@ -34,9 +35,9 @@ def summary_lines(tests: Tests, verbosity: int = 0, width: int = 120, comparison
         )
     )
     if verbosity >= 0:
-        lines.extend(worst_lines(tests, 1 if verbosity == 0 else None, width))
+        lines.extend(worst_lines(attention, 1 if verbosity == 0 else None, width))
     if verbosity > 0:
-        lines.extend(model_lines(tests))
+        lines.extend(model_lines(attention))
     if comparison is not None:
         lines.extend(baseline_lines(comparison))
     return lines
