@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 import pytest_attnfaith as af
+from benchmarks.sections import write_section
 from pytest_attnfaith.adapters import prepare_batch
 from pytest_attnfaith.checks import adversarial
 from pytest_attnfaith.metrics import output_distribution, tvd
@@ -466,8 +467,7 @@ def main(argv: list[str] | None = None) -> None:
     ):
         print(f"running {key} ...", file=sys.stderr, flush=True)
         results[key] = run()
-    text = markdown(results)
-    Path(args.output).write_text(text)
+    write_section(Path(args.output), "speed", markdown(results))
     print("\n".join(table(results)))
 
 

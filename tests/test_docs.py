@@ -5,13 +5,14 @@ The site itself is built by ``mkdocs build --strict`` in ``make test``.
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 
 import pytest
 import yaml
 
-from pytest_attnfaith.options import CHECK_NAMES, OPTION_NAMES, Options
+from pytest_attnfaith.options import CHECK_NAMES, EXPLANATION_CHECK_NAMES, OPTION_NAMES, Options
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -39,7 +40,7 @@ def test_every_nav_entry_is_a_page() -> None:
 
 def test_every_check_has_a_page_in_the_nav() -> None:
     text = (ROOT / "mkdocs.yml").read_text(encoding="utf-8")
-    for name in CHECK_NAMES:
+    for name in (*CHECK_NAMES, *EXPLANATION_CHECK_NAMES):
         assert f"checks/{name}.md" in text
         assert (DOCS / "checks" / f"{name}.md").read_text(encoding="utf-8").startswith(f"# `{name}`")
 
@@ -52,5 +53,8 @@ def test_every_option_is_documented() -> None:
 def test_documented_default_is_the_code_default(name: str) -> None:
     default = getattr(Options(), name)
     cell = option_rows()[name].strip("`")
+    if isinstance(default, tuple):
+        assert ast.literal_eval(cell) == default
+        return
     expected = f'"{default}"' if isinstance(default, str) else str(default)
     assert cell == expected

@@ -88,14 +88,12 @@ def tau_tracker(sequences: list[list[int]], settings: Settings) -> Any:
     return track
 
 
-def run_variant(variant: Variant, dataset: Dataset, settings: Settings, checks: Any = None, track: int = 0) -> dict[str, Any]:
-    """Train one variant, measure it on the test split and audit it; a JSON-ready record with the Report.
-
-    ``track`` > 0: record the dev τ of that many dev sentences after every epoch."""
+def train_variant(variant: Variant, dataset: Dataset, settings: Settings, track: int = 0) -> tuple[Trained, Vocabulary]:
+    """Train one variant on the training split (best dev epoch kept); ``track`` > 0: record the dev τ of that many
+    dev sentences after every epoch."""
     vocab = Vocabulary(dataset.train.words)
     encode = [vocab.encode(words) for words in dataset.train.words]
     dev = [vocab.encode(words) for words in dataset.dev.words]
-    test = [vocab.encode(words) for words in dataset.test.words]
     print(f"[{dataset.name}] training {variant.label} ({settings.epochs} epochs, vocabulary {len(vocab)})", flush=True)
     trained = train(
         build_model(variant, vocab, settings),
@@ -106,6 +104,15 @@ def run_variant(variant: Variant, dataset: Dataset, settings: Settings, checks: 
         variant.diversity,
         tau_tracker(dev[:track], settings) if track else None,
     )
+    return trained, vocab
+
+
+def run_variant(variant: Variant, dataset: Dataset, settings: Settings, checks: Any = None, track: int = 0) -> dict[str, Any]:
+    """Train one variant, measure it on the test split and audit it; a JSON-ready record with the Report.
+
+    ``track`` > 0: record the dev τ of that many dev sentences after every epoch."""
+    trained, vocab = train_variant(variant, dataset, settings, track)
+    test = [vocab.encode(words) for words in dataset.test.words]
     test_labels = np.asarray(dataset.test.labels)
     scores = predict(trained.model, test)
     audited = test

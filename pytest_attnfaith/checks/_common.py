@@ -21,7 +21,7 @@ from pytest_attnfaith.metrics import (
 )
 from pytest_attnfaith.results import CheckResult, RaggedRows
 
-__all__ = ["Context", "fraction_result", "mean_result", "real_rows", "replace_rows", "tau_result"]
+__all__ = ["Context", "fraction_result", "mean_result", "real_rows", "replace_rows", "subject", "tau_result"]
 
 
 def mean_result(
@@ -143,6 +143,11 @@ def _note(context: Context, estimate: Estimate, why_undefined: str) -> str:
     if estimate.count == 1:
         return "one instance has a defined value: no interval; more instances would decide it"
     return ""
+
+
+def subject(context: Context) -> str:
+    """What the scores under test are, for a check's meaning: ``"attention"`` or ``"the explanation"``."""
+    return "attention" if context.explanation is None else "the explanation"
 
 
 def real_rows(values: Tensor, real: Tensor) -> RaggedRows:

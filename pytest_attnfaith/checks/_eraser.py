@@ -40,7 +40,6 @@ def run(context: Context, name: str, meaning: str) -> CheckResult:
         "bins": list(options.aopc_bins),
         "removal": options.removal,
         "random_orderings": options.random_orderings,
-        "value": _summary(context, f"{name}:value", value),
         "random": {**_summary(context, f"{name}:random", baseline), "per_instance": baseline.cpu().numpy()},
         "gain": gain.cpu().numpy(),
         "curve": _curve(context, explained_after[0], random_after),

@@ -8,11 +8,11 @@ embeddings' output, attention detached). Passes when the mean τ (NaN-free, with
 
 from __future__ import annotations
 
-from pytest_attnfaith.checks._common import Context, tau_result
+from pytest_attnfaith.checks._common import Context, subject, tau_result
 from pytest_attnfaith.explainers import gradient_x_input
 from pytest_attnfaith.results import CheckResult
 
-MEANING = "attention ranks tokens differently from the output's gradient: it highlights tokens the output is not sensitive to"
+MEANING = "{} ranks tokens differently from the output's gradient: it highlights tokens the output is not sensitive to"
 
 
 def run(context: Context) -> CheckResult:
@@ -22,6 +22,6 @@ def run(context: Context) -> CheckResult:
         "gradient",
         importance,
         context.options.gradient_threshold,
-        MEANING,
+        MEANING.format(subject(context)),
         zero_means="the output has no gradient path to the embeddings",
     )

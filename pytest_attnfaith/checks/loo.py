@@ -8,11 +8,11 @@ J&W Table 2 (BiLSTM): SST .29, IMDB .34, AG News .37.
 
 from __future__ import annotations
 
-from pytest_attnfaith.checks._common import Context, tau_result
+from pytest_attnfaith.checks._common import Context, subject, tau_result
 from pytest_attnfaith.explainers import leave_one_out
 from pytest_attnfaith.results import CheckResult
 
-MEANING = "attention ranks tokens differently from leave-one-out: removing the tokens it highlights barely changes the output"
+MEANING = "{} ranks tokens differently from leave-one-out: removing the tokens it highlights barely changes the output"
 
 
 def run(context: Context) -> CheckResult:
@@ -21,7 +21,7 @@ def run(context: Context) -> CheckResult:
         "loo",
         leave_one_out.attribute(context),
         context.options.loo_threshold,
-        MEANING,
+        MEANING.format(subject(context)),
         {"variant": context.options.loo},
         zero_means="removing any one token leaves the output unchanged",
     )

@@ -20,7 +20,7 @@ def test_an_explanation_report_says_what_it_tested_and_keeps_schema_version_2(in
     assert data["required"] == ["comprehensive", "sufficient"] and set(data["checks"]) == {"comprehensiveness", "sufficiency"}
     assert len(data["instances"]["scores"]) == 48 and len(data["instances"]["attention"]) == 48
     details = data["checks"]["comprehensiveness"]["details"]
-    assert {"random", "gain", "curve", "value", "bins", "removal"} <= set(details)
+    assert {"random", "gain", "curve", "mean", "bins", "removal"} <= set(details)
     assert report.summary().startswith("explanation 'integrated_gradients' faithfulness: PASSED")
     attention = af.audit(wrapped("misleading"), inputs, checks=["uniform"]).to_dict()
     assert attention["kind"] == "attention" and attention["explainer"] is None
