@@ -74,24 +74,19 @@ def random_ranks(context: Context) -> Tensor:
 
 def curves(context: Context, name: str, ranks: Tensor) -> tuple[Tensor, Tensor]:
     """For each ordering (O, B, T) of ranks: the ERASER value per instance (O, B) and p_ŷ after the edit of each
-    bin (O, B, Q); NaN for instances with fewer than two real tokens."""
+    bin (O, B, Q); NaN for instances with fewer than two real tokens. Each distinct (ordering, instance, k) edit
+    runs once."""
     real, count = context.real, context.real_count
     bins = torch.tensor(context.options.aopc_bins, dtype=torch.float64, device=real.device)
     sizes = torch.ceil(bins.unsqueeze(0) * count.unsqueeze(1).double()).long()  # k = ⌈q·n⌉, (B, Q)
-    orderings, instances, length = ranks.shape[0], real.shape[0], real.shape[1]
-    grid = (
-        torch.arange(orderings, device=real.device).view(-1, 1, 1) * instances
-        + torch.arange(instances, device=real.device).view(1, -1, 1)
-    ) * (length + 1) + sizes.unsqueeze(0)
-    defined = (count >= 2).view(1, -1, 1).expand_as(grid)
-    distinct, inverse = torch.unique(grid[defined], return_inverse=True)
-    k = distinct % (length + 1)
-    b = (distinct // (length + 1)) % instances
-    o = distinct // ((length + 1) * instances)
+    o, b, q = torch.meshgrid(*(torch.arange(n, device=real.device) for n in (ranks.shape[0], *sizes.shape)), indexing="ij")
+    defined = count[b] >= 2
+    edits, inverse = torch.unique(torch.stack([o[defined], b[defined], sizes[b, q][defined]], dim=1), dim=0, return_inverse=True)
+    o, b, k = edits.unbind(dim=1)
     top = real[b] & (ranks[o, b] < k.unsqueeze(1))
     removed = top if name == "comprehensiveness" else real[b] & ~top
     probability = context.run_removed(b, removed, context.options.removal, "removal", context.predicted[b])
-    after = torch.full(grid.shape, float("nan"), dtype=torch.float64, device=context.probs.device)
+    after = torch.full(defined.shape, float("nan"), dtype=torch.float64, device=context.probs.device)
     after[defined.to(after.device)] = probability[inverse.to(after.device)]
     full = context.probs.gather(1, context.predicted.unsqueeze(1))  # p_ŷ(x), (B, 1)
     return (full.unsqueeze(0) - after).mean(dim=-1), after

@@ -99,3 +99,28 @@ def test_a_failing_attention_assertion_names_the_explainers_that_pass_when_asked
     last = str(raised.value).splitlines()[-1]
     assert last == "  explainers that pass on these inputs (comprehensive and sufficient): integrated_gradients, leave_one_out"
     assert raised.value.report.kind == "attention"
+
+
+def test_explanation_options_parse_from_text_and_validate() -> None:
+    from pytest_attnfaith.options import parse_option_text, validate_option
+
+    assert parse_option_text("aopc_bins", "0.5, 0.1 0.2") == (0.5, 0.1, 0.2)
+    assert validate_option("aopc_bins", (0.5, 0.1, 0.2)) == (0.1, 0.2, 0.5)
+    assert parse_option_text("suggest_explainers", "integrated_gradients leave_one_out") == (
+        "integrated_gradients",
+        "leave_one_out",
+    )
+    assert parse_option_text("explanation_require", "comprehensive") == ("comprehensive",)
+    with pytest.raises(af.AttnFaithError, match="did you mean 'shapley'"):
+        validate_option("suggest_explainers", ["shapely"])
+    with pytest.raises(af.AttnFaithError, match="ig_method"):
+        validate_option("ig_method", "simpson")
+    with pytest.raises(af.AttnFaithError, match="fractions"):
+        parse_option_text("aopc_bins", "a few")
+
+
+def test_the_worst_instance_of_sufficiency_is_its_highest_value() -> None:
+    from pytest_attnfaith.worst import worst_indices
+
+    assert worst_indices("sufficiency", [0.1, 0.5, 0.3], [0, 1, 2], 2) == [1, 2]
+    assert worst_indices("comprehensiveness", [0.1, 0.5, 0.3], [0, 1, 2], 2) == [0, 2]
