@@ -74,3 +74,23 @@ def test_only_transformer_fine_tunes_minilm_and_audits_layers_heads_and_rollout(
     assert heads == {(layer, head) for layer in range(6) for head in range(12)}
     assert audit["rollout"]["options"]["aggregation"] == "rollout"
     assert "MiniLM fine-tuned on SST" in (out / "r.md").read_text()
+
+
+@pytest.mark.slow
+def test_explanation_reproduction_compares_every_explainer_under_both_removals(tmp_path: Path) -> None:
+    from benchmarks.reproduce import explanations
+
+    out = tmp_path / "reports"
+    argv = [
+        "--data", str(DEFAULT_DATA), "--limit", "60", "--epochs", "1", "--models", "bilstm", "--bilstm-sentences", "6",
+        "--threads", "1", "--json", str(out / "e.json"), "--html", str(out / "e.html"), "--results", str(out / "R.md"),
+    ]  # fmt: skip
+    assert explanations.main(argv) == 0
+    result = json.loads((out / "e.json").read_text())
+    (model,) = result["models"]
+    assert model["audited"] == 6 and set(model["removals"]) == {"delete", "mask"}
+    for comparison in model["removals"].values():
+        assert sorted(comparison["ranking"]) == sorted(name for name in explanations.af.EXPLAINER_NAMES if name != "rollout")
+    section = (out / "R.md").read_text()
+    assert section.startswith("<!-- begin explanations -->") and "| mask | 1 |" in section
+    assert 'class="leaderboard"' in (out / "e.html").read_text()

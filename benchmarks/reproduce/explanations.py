@@ -101,15 +101,18 @@ def explain_model(case: Case, seed: int, batch_size: int) -> dict[str, Any]:
 def markdown(result: dict[str, Any]) -> str:
     """The REPRODUCTION.md section: per model and removal operator, every explainer's two gains with intervals."""
     run = result["run"]
+    first = next(iter(result["models"][0]["removals"].values()))["reports"]
+    options = next(iter(first.values()))["options"]
     lines = [
         "## Which explanation clears the bar (ERASER against random orderings)",
         "",
         f"Command: `{run['command']}` ({run['seconds'] / 60:.0f} min on {run['machine']}). Versions: torch "
         f"{run['versions']['torch']}, transformers {run['versions']['transformers']}. Seed {run['seed']}; test sentences "
-        "drawn at random with the seed. Each cell: the mean gain in p_ŷ over 10 random orderings of the same tokens "
-        "(comprehensiveness: explainer − random; sufficiency: random − explainer), its 95% bootstrap interval, and the "
-        "verdict against the margin 0.05; in brackets the raw ERASER mean (comprehensiveness: higher is better; "
-        "sufficiency: lower is better). Ranked as `compare_explanations` ranks.",
+        f"drawn at random with the seed. Each cell: the mean gain in p_ŷ over {options['random_orderings']} random orderings "
+        "of the same tokens (comprehensiveness: explainer − random; sufficiency: random − explainer), its 95% bootstrap "
+        f"interval, and the verdict against the margin {options['comprehensiveness_threshold']:g} (bins "
+        f"{options['aopc_bins']}); in brackets the raw ERASER mean (comprehensiveness: higher is better; sufficiency: "
+        "lower is better). Ranked as `compare_explanations` ranks.",
         "",
     ]
     for model in result["models"]:
@@ -143,6 +146,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder holding sst/ (default: %(default)s)")
     p.add_argument("--models", nargs="*", choices=tuple(MODELS), default=list(MODELS))
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--limit", type=int, default=None, help="use only the first N sentences of every split (smoke runs)")
     p.add_argument("--epochs", type=int, default=4, help="BiLSTM training epochs (as the reproduction)")
     p.add_argument("--bilstm-sentences", type=int, default=200, help="test sentences for the BiLSTM")
     p.add_argument("--minilm-sentences", type=int, default=100, help="test sentences for MiniLM")
@@ -152,35 +156,38 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--json", type=Path, default=Path("reports/explanations.json"))
     p.add_argument("--html", type=Path, default=Path("reports/explanations.html"))
     p.add_argument("--results", type=Path, default=Path(__file__).resolve().parents[1] / "REPRODUCTION.md")
+    p.add_argument("--from-json", type=Path, help="only rewrite the HTML and the Markdown section from this JSON")
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
+    result = json.loads(args.from_json.read_text(encoding="utf-8")) if args.from_json else run(args, argv)
+    _write_html(args.html, result)
+    write_section(args.results, "explanations", markdown(result))
+    print(markdown(result))
+    return 0
+
+
+def run(args: argparse.Namespace, argv: list[str] | None) -> dict[str, Any]:
+    """Train and compare every model of ``args.models``; the JSON-ready result (written after every model)."""
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)
     started = time.perf_counter()
-    dataset = load_sst(args.data)
-    models = []
+    dataset = load_sst(args.data).limited(args.limit)
+    result: dict[str, Any] = {"models": []}
     for name in args.models:
-        case = MODELS[name](args, dataset)
-        models.append(explain_model(case, args.seed, args.batch_size))
-    result = {
-        "models": models,
-        "run": {
+        result["models"].append(explain_model(MODELS[name](args, dataset), args.seed, args.batch_size))
+        result["run"] = {
             "command": "python -m benchmarks.reproduce.explanations " + " ".join(sys.argv[1:] if argv is None else argv),
             "seed": args.seed,
             "seconds": time.perf_counter() - started,
             "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, torch threads {args.threads}",
             "versions": environment(),
-        },
-    }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=1), encoding="utf-8")
-    _write_html(args.html, result)
-    write_section(args.results, "explanations", markdown(result))
-    print(markdown(result))
-    return 0
+        }
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=1), encoding="utf-8")  # after every model: a long run keeps it
+    return result
 
 
 def _write_html(path: Path, result: dict[str, Any]) -> None:
