@@ -76,8 +76,8 @@ class Batch:
     def without(self, rows: Tensor, removed: Tensor) -> Batch:
         """Instance ``rows[i]`` with the positions where ``removed[i]`` (n, T) is true deleted: the rest shifted
         left, the row (and its mask) shortened. Every row must remove as many positions."""
-        count = int(removed[0].sum()) if len(removed) else 0
-        keep = torch.sort(removed.to(torch.int8), dim=1, stable=True).indices[:, : self.length - count]
+        kept = self.length - (int(removed[0].sum()) if len(removed) else 0)
+        keep = (~removed).nonzero()[:, 1].view(len(removed), kept)  # row-major: each row's kept positions in order
         return self.gather_positions(rows, keep)
 
     def replaced(self, rows: Tensor, removed: Tensor, token_id: int) -> Batch:
