@@ -57,6 +57,16 @@ def test_bad_options_name_the_option_value_and_expectation(case: str) -> None:
         af.audit(zoo(), {"input_ids": IDS, "attention_mask": MASK}, **options)
 
 
+@pytest.mark.parametrize("device", ["cuda", "cuda:3", "mps", "tpu:0"])
+def test_a_device_this_machine_lacks_is_named_with_the_available_ones(device: str) -> None:
+    if device.startswith("cuda") and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    model = zoo()
+    with pytest.raises(af.AttnFaithError, match=rf"device='{device}' is (not available on this machine|not a device).*"):
+        af.audit(model, {"input_ids": IDS, "attention_mask": MASK}, device=device)
+    assert next(model.module.parameters()).device.type == "cpu"
+
+
 def test_wrong_module_path_suggests_the_closest_paths() -> None:
     with pytest.raises(af.AttnFaithError, match="did you mean 'attn'"):
         af.wrap(ZooModel("faithful"), attention="atn", embeddings="embed")
