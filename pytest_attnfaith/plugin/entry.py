@@ -60,7 +60,7 @@ def pytest_configure(config: pytest.Config) -> None:
     options = configured_options(config)
     config.stash[_OPTIONS] = options
     config.pluginmanager.register(Recorder(config, redact=bool(options.get("redact"))), RECORDER)
-    if config.pluginmanager.hasplugin("html"):
+    if config.pluginmanager.hasplugin("html") and getattr(config.option, "htmlpath", None):
         from pytest_attnfaith.plugin.html_extras import PytestHtmlColumns
 
         config.pluginmanager.register(PytestHtmlColumns(config), HTML_COLUMNS)

@@ -82,7 +82,7 @@ class Recorder:
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         self.order.setdefault(report.nodeid, len(self.order))
-        outcome = test_outcome(report, self.outcomes.get(report.nodeid))
+        outcome = outcome_after(report, self.outcomes.get(report.nodeid))
         if outcome is None:
             return
         if outcome in ("failed", "error") and self.outcomes.get(report.nodeid) not in ("failed", "error"):
@@ -181,7 +181,7 @@ def junit_properties(report: dict[str, Any], index: int) -> list[tuple[str, obje
     return properties
 
 
-def test_outcome(report: pytest.TestReport, current: str | None) -> str | None:
+def outcome_after(report: pytest.TestReport, current: str | None) -> str | None:
     """The test's outcome once ``report`` (its setup, call or teardown) is in, as pytest's summary counts it.
 
     A setup or teardown failure is an ``error`` (unless the call failed); an expected failure is

@@ -145,7 +145,11 @@ def _header(document: dict[str, Any]) -> str:
     ]
     card_html = "".join(f'<div class="card {style}">{escape(name)}<b>{value}</b></div>' for name, value, style in cards)
     tally = Counter(outcomes.values())
-    pytest_line = ", ".join(f"{tally[outcome]} {outcome}" for outcome in OUTCOMES if tally[outcome])
+    pytest_line = ", ".join(  # as pytest counts them: "2 passed, 1 xfailed, 2 errors"
+        plural(tally[outcome], outcome) if outcome == "error" else f"{tally[outcome]} {outcome}"
+        for outcome in OUTCOMES
+        if tally[outcome]
+    )
     return (
         "<h1>Attention faithfulness report</h1>"
         f'<div class="meta">{escape(document["created"])} · {escape(versions)} · {escape(env.get("platform", ""))}</div>'
@@ -155,7 +159,8 @@ def _header(document: dict[str, Any]) -> str:
 
 
 def _summary_table(tests: dict[str, list[dict[str, Any]]], outcomes: dict[str, str], messages: dict[str, str]) -> str:
-    names = ["test", "pytest", "verdict", *QUESTIONS, *CHECK_NAMES]
+    checks = _checks_run(tests)
+    names = ["test", "pytest", "verdict", *QUESTIONS, *checks]
     head = "<tr>" + "".join(f"<th>{SOFT_HYPHENS.get(name, name)}</th>" for name in names) + "</tr>"
     rows = []
     for number, (nodeid, label, report) in enumerate(audits(tests)):
@@ -168,7 +173,7 @@ def _summary_table(tests: dict[str, list[dict[str, Any]]], outcomes: dict[str, s
             f'<td class="{STATE_CLASS[state]}">{escape(verdict(report))}</td>',
         ]
         cells.extend(_answer_cell(report, question, state) for question in QUESTIONS)
-        cells.extend(_check_cell(report["checks"].get(name), state) for name in CHECK_NAMES)
+        cells.extend(_check_cell(report["checks"].get(name), state) for name in checks)
         rows.append("<tr>" + "".join(cells) + "</tr>")
     for nodeid, outcome, message in unaudited_failures(tests, outcomes, messages):
         rows.append(
@@ -178,6 +183,12 @@ def _summary_table(tests: dict[str, list[dict[str, Any]]], outcomes: dict[str, s
     if not rows:
         return "<section><p>No audit was recorded in this session.</p></section>"
     return f'<section><h3>Summary</h3><table class="summary">{head}{"".join(rows)}</table></section>'
+
+
+def _checks_run(tests: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """The checks that ran in any audit, in ``CHECK_NAMES`` order (others after them): the summary's columns."""
+    ran = dict.fromkeys(name for reports in tests.values() for report in reports for name in report["checks"])
+    return [name for name in CHECK_NAMES if name in ran] + [name for name in ran if name not in CHECK_NAMES]
 
 
 def _why(message: str | None) -> str:

@@ -57,6 +57,16 @@ def test_errors_before_its_audit(attnfaith, broken_model):
     attnfaith.assert_faithful(broken_model, INPUTS)
 
 
+@pytest.fixture
+def device():
+    yield "cpu"
+    raise RuntimeError("could not release the device")
+
+
+def test_fails_in_teardown(attnfaith, device):
+    attnfaith.audit(wrapped("faithful"), INPUTS, device=device, **FAST)
+
+
 @pytest.mark.skip(reason="no GPU")
 def test_skipped(attnfaith):
     pass
@@ -73,12 +83,14 @@ OUTCOMES = {
     "test_user_repo.py::test_unexpected_pass": "xpassed",
     "test_user_repo.py::test_accepts_a_failing_verdict": "passed",
     "test_user_repo.py::test_errors_before_its_audit": "error",
+    "test_user_repo.py::test_fails_in_teardown": "error",
     "test_user_repo.py::test_skipped": "skipped",
     "test_user_repo.py::test_unrelated_failure": "failed",
 }
 MESSAGES = {  # only the tests that use the plugin
     "test_user_repo.py::test_fails": "AttentionNotFaithful: attention is not faithful: used answered no",
     "test_user_repo.py::test_errors_before_its_audit": "RuntimeError: checkpoint missing: model.pt",
+    "test_user_repo.py::test_fails_in_teardown": "RuntimeError: could not release the device",
 }
 
 
@@ -88,6 +100,10 @@ def outcome_repo(pytester: pytest.Pytester) -> pytest.Pytester:
     return pytester
 
 
+AUDITED = {
+    f"test_user_repo.py::{name}"
+    for name in ("test_passes", "test_fails", "test_expected_failure", "test_unexpected_pass", "test_accepts_a_failing_verdict")
+} | {"test_user_repo.py::test_fails_in_teardown"}
 RED = "\x1b[31m"
 
 
@@ -100,14 +116,12 @@ def check_document(document: dict) -> None:
     assert set(document["messages"]) == set(MESSAGES)
     for nodeid, ending in MESSAGES.items():
         assert document["messages"][nodeid].endswith(ending)
-    assert set(document["tests"]) == {nodeid for nodeid, outcome in OUTCOMES.items() if outcome not in ("error", "skipped")} - {
-        "test_user_repo.py::test_unrelated_failure"
-    }
+    assert set(document["tests"]) == AUDITED
 
 
 def test_outcomes_are_recorded_for_every_test_and_shown_beside_each_verdict(outcome_repo: pytest.Pytester) -> None:
     result = outcome_repo.runpytest("--attnfaith-json", "out.json", "--attnfaith-html", "out.html", "--color=yes")
-    result.assert_outcomes(passed=2, failed=2, xfailed=1, xpassed=1, skipped=1, errors=1)
+    result.assert_outcomes(passed=3, failed=2, xfailed=1, xpassed=1, skipped=1, errors=2)
     check_document(read_json(outcome_repo.path / "out.json"))
 
     styled = {plain(line): line for line in result.stdout.lines}
@@ -134,12 +148,13 @@ def test_outcomes_are_recorded_for_every_test_and_shown_beside_each_verdict(outc
     errored = rows["test_user_repo.py::test_errors_before_its_audit"]
     assert "no audit recorded" in errored and "RuntimeError: checkpoint missing: model.pt" in errored
     cards = " ".join(parse(page).text)
-    assert "tests run" in cards and "pytest: 2 passed, 2 failed, 1 xfailed, 1 xpassed, 1 skipped, 1 error" in cards
+    assert "tests run" in cards and "pytest: 2 passed, 2 failed, 1 xfailed, 1 xpassed, 1 skipped, 2 errors" in cards
+    assert 'class="fail">error' in rows["test_user_repo.py::test_fails_in_teardown"]
 
 
 def test_xdist_controller_records_the_same_outcomes(outcome_repo: pytest.Pytester) -> None:
     result = outcome_repo.runpytest_subprocess("-n", "2", "-p", "xdist", "--attnfaith-json", "out.json")
-    result.assert_outcomes(passed=2, failed=2, xfailed=1, xpassed=1, skipped=1, errors=1)
+    result.assert_outcomes(passed=3, failed=2, xfailed=1, xpassed=1, skipped=1, errors=2)
     check_document(read_json(outcome_repo.path / "out.json"))
     result.stdout.fnmatch_lines(["*test_expected_failure: FAILED (used answered no); pytest: xfailed (expected failure)"])
 
@@ -158,5 +173,5 @@ def test_pytest_html_rows_show_the_verdict_and_link_to_the_attnfaith_report(outc
 
 def test_the_plugin_works_without_pytest_html(outcome_repo: pytest.Pytester) -> None:
     result = outcome_repo.runpytest("-p", "no:html", "--attnfaith-json", "out.json")
-    result.assert_outcomes(passed=2, failed=2, xfailed=1, xpassed=1, skipped=1, errors=1)
+    result.assert_outcomes(passed=3, failed=2, xfailed=1, xpassed=1, skipped=1, errors=2)
     check_document(read_json(outcome_repo.path / "out.json"))
