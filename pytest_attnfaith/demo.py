@@ -179,7 +179,11 @@ def run_command(which: str, stem: Path, test: int, seed: int) -> tuple[list[str]
         status = cli.main(command)
     finally:
         _recording.unsubscribe(listener)
-    meaning = {0: "the verdict passed", 1: "the verdict failed", 2: "bad input or a model error"}[status]
+    meaning = {
+        0: "the verdict passed",
+        1: "the verdict failed (a required question answered no, or inconclusive: see the option inconclusive)",
+        2: "bad input or a model error",
+    }[status]
     print(f"exit status {status}: {meaning}")
     return ["attnfaith", *command], status, [report.to_dict() for report in reports]
 

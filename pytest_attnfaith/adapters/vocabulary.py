@@ -28,7 +28,7 @@ class Vocabulary:
             self.tokenizer = vocabulary
         elif isinstance(vocabulary, Mapping):
             self.table = dict(_entries(vocabulary.items()))
-        elif isinstance(vocabulary, Sequence) and not isinstance(vocabulary, (str, bytes)):
+        elif _indexable(vocabulary):
             self.table = [text for _, text in _entries(enumerate(vocabulary))]
         else:
             raise AttnFaithError(f"vocabulary is a {type(vocabulary).__name__}; expected {EXPECTED}")
@@ -44,6 +44,13 @@ class Vocabulary:
             return [self.table.get(i, str(i)) for i in ids]
         size = len(self.table)
         return [self.table[i] if 0 <= i < size else str(i) for i in ids]
+
+
+def _indexable(vocabulary: Any) -> bool:
+    """A sequence of token texts: a list or tuple, a numpy array of strings, ... (not a string itself)."""
+    if isinstance(vocabulary, (str, bytes)):
+        return False
+    return isinstance(vocabulary, Sequence) or (hasattr(vocabulary, "__len__") and hasattr(vocabulary, "__getitem__"))
 
 
 def _entries(items: Any) -> list[tuple[int, str]]:

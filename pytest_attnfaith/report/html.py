@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import math
 from collections import Counter
 from collections.abc import Sequence
 from html import escape
@@ -37,8 +38,9 @@ ANSWER_CLASS = {"yes": "pass", "no": "fail", "inconclusive": "inconclusive"}
 STATE_CLASS = {"passed": "pass", "failed": "fail", "expected": "expected"}
 OUTCOME_CLASS = {"passed": "pass", "failed": "fail", "error": "fail", "xfailed": "expected", "xpassed": "inconclusive"}
 ROW_COLOURS = {"attention": "9, 105, 218", "gradient": "191, 87, 0", "loo": "130, 80, 223"}
-HEAT_COLUMNS = 16  # token columns per heat-map table; more wrap onto the next table
-HEAT_LABEL_PX, HEAT_CELL_PX, HEAT_GAP_PX = 120, 64, 24
+HEAT_COLUMNS = 14  # token columns per heat-map table; more wrap onto the next table
+HEAT_LABEL_PX, HEAT_CELL_PX, HEAT_GAP_PX = 120, 76, 24
+TOKEN_CHARS = 24  # a longer token is cut (the whole of it on hover); shorter ones wrap within their cell
 MISSING_MATPLOTLIB = (
     "The figures need matplotlib: <code>pip install 'pytest-attnfaith[report]'</code>. The tables below are complete."
 )
@@ -78,7 +80,8 @@ main.attnfaith { max-width: 1320px; margin: 0 auto; padding: 24px 32px 64px; box
   padding: 3px 2px; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
 .attnfaith .heat th { text-align: right; white-space: nowrap; width: 112px; padding: 3px 8px 3px 0; }
 .attnfaith .heat th small { display: block; font-weight: 400; font-size: 11px; }
-.attnfaith .heat .tok { font-weight: 600; color: #1f2328; }
+.attnfaith .heat .tok { font-weight: 600; font-size: 11.5px; color: #1f2328; white-space: normal; overflow-wrap: anywhere;
+  line-height: 1.2; vertical-align: bottom; }
 .attnfaith .heat .gap { color: #8c959f; background: #f6f8fa; }
 .attnfaith details summary { cursor: pointer; color: #57606a; font-size: 12.5px; margin-bottom: 4px; }
 .attnfaith .meaning { color: #a40e26; }
@@ -160,7 +163,8 @@ def _header(document: dict[str, Any]) -> str:
 
 def _summary_table(tests: dict[str, list[dict[str, Any]]], outcomes: dict[str, str], messages: dict[str, str]) -> str:
     checks = _checks_run(tests)
-    names = ["test", "pytest", "verdict", *QUESTIONS, *checks]
+    pytest_column = bool(outcomes)  # outside pytest (the attnfaith command) there is no outcome to show
+    names = ["test", *(["pytest"] if pytest_column else []), "verdict", *QUESTIONS, *checks]
     head = "<tr>" + "".join(f"<th>{SOFT_HYPHENS.get(name, name)}</th>" for name in names) + "</tr>"
     rows = []
     for number, (nodeid, label, report) in enumerate(audits(tests)):
@@ -169,7 +173,7 @@ def _summary_table(tests: dict[str, list[dict[str, Any]]], outcomes: dict[str, s
         why = failure_note(messages.get(nodeid)) if label == nodeid else None
         cells = [
             f'<td class="test"><a href="#audit-{number}">{escape(label)}</a>{_why(why)}</td>',
-            _outcome_cell(outcome),
+            *([_outcome_cell(outcome)] if pytest_column else []),
             f'<td class="{STATE_CLASS[state]}">{escape(verdict(report))}</td>',
         ]
         cells.extend(_answer_cell(report, question, state) for question in QUESTIONS)
@@ -275,7 +279,7 @@ def _audit_section(
 
 
 def _check_table(report: dict[str, Any], state: str) -> str:
-    head = ("check", "statistic", "value", "interval", "required", "verdict", "instances", "meaning of a failure")
+    head = ("check", "statistic", "value", "interval", "required", "verdict", "instances", "what it means")
     rows = ["<tr>" + "".join(f"<th>{name}</th>" for name in head) + "</tr>"]
     for check in report["checks"].values():
         relation = "≥" if check["higher_is_better"] else "≤"
@@ -341,10 +345,13 @@ def _heat_tables(tokens: list[str], rows: dict[str, Sequence[float | None]], col
 
 
 def _chunks(columns: list[int | range]) -> list[list[int | range]]:
-    """``columns`` cut after every ``HEAT_COLUMNS`` positions (a gap stays with the positions before it)."""
+    """``columns`` in as few tables of at most ``HEAT_COLUMNS`` positions as it takes, of even sizes (15 tokens: 8
+    and 7, not 14 and 1); a gap stays with the positions before it."""
+    positions = sum(isinstance(column, int) for column in columns)
+    size = math.ceil(positions / max(1, math.ceil(positions / HEAT_COLUMNS)))
     chunks: list[list[int | range]] = [[]]
     for column in columns:
-        if isinstance(column, int) and sum(isinstance(c, int) for c in chunks[-1]) == HEAT_COLUMNS:
+        if isinstance(column, int) and sum(isinstance(c, int) for c in chunks[-1]) == size:
             chunks.append([])
         chunks[-1].append(column)
     return chunks
@@ -355,7 +362,8 @@ def _token_cell(tokens: list[str], column: int | range, rows: int) -> str:
         left_out = f"tokens {column.start}–{column.stop - 1} left out ({len(column)})"
         return f'<td class="gap" rowspan="{rows + 1}" style="width: {HEAT_GAP_PX}px" title="{left_out}">…</td>'
     token = tokens[column] if column < len(tokens) else ""
-    return f'<td class="tok" title="{escape(f"token {column}: {token}")}">{escape(token)}</td>'
+    shown = token if len(token) <= TOKEN_CHARS else token[: TOKEN_CHARS - 1] + "…"
+    return f'<td class="tok" title="{escape(f"token {column}: {token}")}">{escape(shown)}</td>'
 
 
 def _heat_cell(name: str, values: Sequence[float | None], position: int, scale: float) -> str:

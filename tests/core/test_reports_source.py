@@ -3,6 +3,7 @@ errors (a layer a wrapped model does not have, non-finite outputs naming the ins
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -35,6 +36,10 @@ def test_a_sequence_vocabulary_gives_the_words_of_the_real_tokens() -> None:
 def test_a_mapping_vocabulary_shows_the_ids_it_does_not_cover_as_numbers() -> None:
     words = {i: f"w{i}" for i in range(0, VOCAB, 2)}
     assert tokens_with(words)[0] == [f"w{i}" if i % 2 == 0 else str(i) for i in real_ids(0)]
+
+
+def test_a_numpy_array_of_words_is_a_sequence_vocabulary() -> None:
+    assert tokens_with(np.array(WORDS))[1] == [WORDS[i] for i in real_ids(1)]
 
 
 def test_a_sequence_shorter_than_the_ids_shows_the_rest_as_numbers() -> None:
