@@ -444,6 +444,9 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+KEPT = "<!-- sections below are written by other benchmarks; benchmarks.speed keeps them -->"
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output", default=str(Path(__file__).with_name("RESULTS.md")), help="where to write the results table")
@@ -466,8 +469,10 @@ def main(argv: list[str] | None = None) -> None:
     ):
         print(f"running {key} ...", file=sys.stderr, flush=True)
         results[key] = run()
-    text = markdown(results)
-    Path(args.output).write_text(text)
+    output = Path(args.output)
+    previous = output.read_text() if output.exists() else ""
+    text = markdown(results) + (previous[previous.index(KEPT) :] if KEPT in previous else "")
+    output.write_text(text)
     print("\n".join(table(results)))
 
 
