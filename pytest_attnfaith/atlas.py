@@ -46,7 +46,7 @@ from torch import Tensor
 from pytest_attnfaith.adapters.base import Forward
 from pytest_attnfaith.adapters.context import Context
 from pytest_attnfaith.checks import CHECKS
-from pytest_attnfaith.metrics import mean_interval
+from pytest_attnfaith.metrics import mean_intervals
 from pytest_attnfaith.options import QUESTIONS
 from pytest_attnfaith.results import CheckResult
 
@@ -102,7 +102,7 @@ def _rows_of_layer(context: Context, results: dict[str, CheckResult] | None, lay
     shared = context.memo if results is not None else {k: v for k, v in context.memo.items() if k == "leave_one_out"}
     whole = Context(adapter, batch, at_layer, reference, memo=dict(shared))
     layer_results = results if results is not None else {name: CHECKS[name](whole) for name in options.checks}
-    out = [_row(whole, layer, "all", layer_results[name]) for name in options.checks]
+    out = _rows(whole, layer, ["all"], {name: [result] for name, result in layer_results.items()})
 
     heads = int(rows_read.shape[1])
     per_head = replace(at_layer, replace="head")
@@ -110,10 +110,12 @@ def _rows_of_layer(context: Context, results: dict[str, CheckResult] | None, lay
     expanded = _expanded(whole, per_head, heads, rows_read)
     for name in options.checks:
         CHECKS[name](expanded)
+    by_head: dict[str, list[CheckResult]] = {name: [] for name in options.checks}
     for head in range(heads):
         single = _single(whole, per_head, head, heads, rows_read, expanded.memo)
-        out.extend(_row(single, layer, head, CHECKS[name](single)) for name in options.checks)
-    return out
+        for name in options.checks:
+            by_head[name].append(CHECKS[name](single))
+    return out + _rows(whole, layer, list(range(heads)), by_head)
 
 
 def _expanded(whole: Context, options: Any, heads: int, rows_read: Tensor) -> Context:
@@ -164,13 +166,23 @@ def _take(value: Any, index: Tensor) -> Any:
     return value
 
 
-def _row(context: Context, layer: int, head: int | str, result: CheckResult) -> dict[str, Any]:
-    name, bounds, _ = EFFECTS.get(result.name, ("mean per-instance value", None, True))
-    if result.higher_is_better:  # the statistic is the mean per-instance value already
-        effect = (result.statistic, list(result.interval))
-    else:
-        estimate = mean_interval(result.per_instance, context.options.confidence, context.seed(f"effect:{result.name}"), bounds)
-        effect = (estimate.statistic, list(estimate.interval))
+def _rows(context: Context, layer: int, heads: list[Any], results: dict[str, list[CheckResult]]) -> list[dict[str, Any]]:
+    """One row per (head, check) of a layer, with each check's effects over the heads in one vectorised bootstrap."""
+    rows = []
+    for name, per_head in results.items():
+        label, bounds, _ = EFFECTS.get(name, ("mean per-instance value", None, True))
+        if per_head[0].higher_is_better:  # a mean already: its statistic and interval are the effect
+            effects = [(result.statistic, list(result.interval)) for result in per_head]
+        else:
+            values = np.stack([result.per_instance for result in per_head])
+            seed = context.seed(f"effect:{name}:{layer}")
+            effects = [(e.statistic, list(e.interval)) for e in mean_intervals(values, context.options.confidence, seed, bounds)]
+        for head, result, effect in zip(heads, per_head, effects, strict=True):
+            rows.append(_row(layer, head, result, {"name": label, "value": effect[0], "interval": effect[1]}))
+    return rows
+
+
+def _row(layer: int, head: Any, result: CheckResult, effect: dict[str, Any]) -> dict[str, Any]:
     return {
         "layer": layer,
         "head": head,
@@ -184,7 +196,7 @@ def _row(context: Context, layer: int, head: int | str, result: CheckResult) -> 
         "interval_verdict": result.verdict,
         "p_pass": _p_value(result, passing=True),
         "p_fail": _p_value(result, passing=False),
-        "effect": {"name": name, "value": effect[0], "interval": effect[1]},
+        "effect": effect,
         "instances": int(result.per_instance.size),
         "undefined": result.undefined,
         "per_instance": result.per_instance,

@@ -311,7 +311,12 @@ class AttentionModel(ABC):
 
     def describe(self) -> dict[str, Any]:
         """What was read and what was replaced, for the report."""
-        return {"class": type(self.module).__name__, "adapter": self.kind, "attention": self.tap.where}
+        return {
+            "class": type(self.module).__name__,
+            "adapter": self.kind,
+            "attention": self.tap.where,
+            "output": self.describe_output(),
+        }
 
     def layer_indices(self) -> list[int]:
         """The attention layers that can be read (one for a wrapped module)."""

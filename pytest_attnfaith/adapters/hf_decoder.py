@@ -96,11 +96,10 @@ class DecoderShortcut:
         length = mask.shape[1]
         groups, inverse = torch.unique(slots, return_inverse=True)
         count = len(groups)
-        copy = _copy_index(inverse)
+        copy = copy_index(inverse)
         copies = int(copy.max()) + 1
         last = last_positions(mask)
-        first_row = torch.full((count,), len(inverse), dtype=torch.long, device=inverse.device)
-        first_row = first_row.scatter_reduce(0, inverse, torch.arange(len(inverse), device=inverse.device), reduce="amin")
+        first_row = first_rows(inverse, count)
         stored = self.cache.stored
         hidden = stored[f"hidden{layer}"][groups]
         entering = hidden[:, None, :].expand(count, copies, hidden.shape[-1]).contiguous()
@@ -135,7 +134,6 @@ class DecoderShortcut:
             tap.arm(armed)
         armed.calls += packed.calls
         armed.rows = packed.rows
-        self.passes += 1
         logits = output.logits if hasattr(output, "logits") else output[0]
         return logits[inverse, copy]
 
@@ -158,7 +156,13 @@ class DecoderShortcut:
         return torch.where(seen, torch.zeros((), dtype=dtype), torch.finfo(dtype).min)[:, None]
 
 
-def _copy_index(inverse: Tensor) -> Tensor:
+def first_rows(inverse: Tensor, count: int) -> Tensor:
+    """Per group of ``inverse`` (``torch.unique``'s), its first row."""
+    first = torch.full((count,), len(inverse), dtype=torch.long, device=inverse.device)
+    return first.scatter_reduce(0, inverse, torch.arange(len(inverse), device=inverse.device), reduce="amin")
+
+
+def copy_index(inverse: Tensor) -> Tensor:
     """Per row, its rank among the rows of the same group (0, 1, ... in order of appearance)."""
     order = torch.argsort(inverse, stable=True)
     counts = torch.bincount(inverse)

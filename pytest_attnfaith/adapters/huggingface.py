@@ -24,10 +24,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from pytest_attnfaith.adapters import hf_decoder, hf_fast
+from pytest_attnfaith.adapters import hf_decoder, hf_fast, hf_query
 from pytest_attnfaith.adapters.base import AttentionModel, QueryRows
 from pytest_attnfaith.adapters.inputs import Batch
-from pytest_attnfaith.adapters.rowcache import RowCache, per_instance
+from pytest_attnfaith.adapters.rowcache import RowCache, per_instance, row_keys_of
 from pytest_attnfaith.adapters.softmax import SoftmaxInterceptor
 from pytest_attnfaith.errors import AttentionUnavailableError, AttnFaithError
 from pytest_attnfaith.metrics import logits_of
@@ -50,10 +50,11 @@ class HuggingFaceModel(AttentionModel):
 
     kind = "huggingface"
 
-    def __init__(self, model: nn.Module, tokenizer: Any = None) -> None:
+    def __init__(self, model: nn.Module, tokenizer: Any = None, shortcuts: bool = True) -> None:
         _validate(model, tokenizer)
         super().__init__(model, where=type(model).__name__)
         self.config: Any = model.config
+        self.shortcuts = shortcuts
         self.tokenizer = tokenizer
         self.path = "interface" if type(model)._can_set_attn_implementation() else "softmax"  # type: ignore[attr-defined]
         self.implementation_before = str(getattr(self.config, "_attn_implementation", None))
@@ -68,9 +69,12 @@ class HuggingFaceModel(AttentionModel):
         self._stack: hf_fast.Stack | None = None
         self._cache: RowCache | None = None
         self._cache_layer = -1
+        self._below: tuple[int, RowCache] | None = None
         self._verified: dict[int, bool] = {}
         self.fast_passes = 0
+        self._fast_layers: set[int] = set()
         self._decoder: hf_decoder.DecoderShortcut | None = None
+        self._copies: hf_query.QueryCopies | None = None
         self._filling = False
 
     # -- session --------------------------------------------------------------------------
@@ -86,7 +90,9 @@ class HuggingFaceModel(AttentionModel):
             )
         saved = _implementations(self.module)
         self.implementation_before = str(getattr(self.config, "_attn_implementation", None))
-        self.layers, self._cache, self._verified, self.fast_passes, self._decoder = [], None, {}, 0, None
+        self.layers, self._cache, self._below, self._verified, self.fast_passes = [], None, None, {}, 0
+        self._fast_layers = set()
+        self._decoder = self._copies = None
         self._head = self._restricted_head()
         try:
             if self.path == "interface":
@@ -237,10 +243,12 @@ class HuggingFaceModel(AttentionModel):
             self.path = "softmax"
             self.layers = _blocks(self.module)
         else:
-            self._stack = hf_fast.find_stack(self.module, [layer.module for layer in self.layers])
+            self._stack = hf_fast.find_stack(self.module, [layer.module for layer in self.layers]) if self.shortcuts else None
         self.default_query = "last" if any(layer.causal for layer in self.layers) else "first"
         if self._stack is not None and self._generative() and all(layer.causal for layer in self.layers):
             self._decoder = hf_decoder.DecoderShortcut(self.module, self._stack, self.options.batch_size)
+        elif self._stack is not None:
+            self._copies = hf_query.QueryCopies(self.module, self._stack)
 
     def chosen_layer(self) -> int:
         count = len(self.layers)
@@ -285,7 +293,7 @@ class HuggingFaceModel(AttentionModel):
         if self._probing or self._stack is None or self._capture_embeddings or self.options.aggregation == "rollout":
             return None
         layer = self.chosen_layer()
-        return layer if layer > 0 and self._verified.get(layer, True) else None
+        return layer if self._verified.get(layer, True) else None
 
     def forward_chunked(self, batch: Batch, record_layers: bool = False) -> Any:
         """The reference pass; a causal decoder's also fills the cache of the one-token shortcut."""
@@ -306,22 +314,89 @@ class HuggingFaceModel(AttentionModel):
         layer = self._fast_layer()
         if layer is None:
             return self._full(kwargs)
-        if layer not in self._verified:
-            edited = self.tap.armed is not None and self.tap.armed.edit is not None
-            return self._full(kwargs) if edited or torch.is_grad_enabled() else self._verify(kwargs, layer)
-        if not self._verified[layer]:
-            return self._full(kwargs)
+        edited = self.tap.armed is not None and self.tap.armed.edit is not None
+        if layer not in self._verified and not edited and not torch.is_grad_enabled():
+            return self._verify(kwargs, layer)
         rows, cache = per_instance(kwargs), self._layer_cache(layer)
         slots = cache.slots(rows, lambda picked: {"hidden": self._entering(kwargs, rows, picked, layer)})
         if slots is None:
             return self.module(**kwargs)
+        if self._copies_apply(kwargs, layer, slots):
+            self.fast_passes += 1
+            self._fast_layers.add(layer)
+            return self._with_copies(kwargs, layer, slots)
+        if layer not in self._verified:  # a counterfactual pass came first at this layer (the atlas)
+            self._verify_first_row(kwargs, layer)
+        if not self._verified[layer]:
+            return self._full(kwargs)
         self.fast_passes += 1
+        self._fast_layers.add(layer)
         return self._from_layer(kwargs, layer, cache.stored["hidden"][slots])
 
+    def _copies_apply(self, kwargs: dict[str, Any], layer: int, slots: Tensor) -> bool:
+        """Whether this pass may share the edited layer between each instance's rows (``hf_query``): one query row per
+        row edited, a bidirectional layer, the copies within the model's positions, not found wrong before."""
+        armed, copies = self.tap.armed, self._copies
+        if copies is None or armed is None or armed.edit is None or armed.capture or armed.at.pooled:
+            return False
+        if armed.at.keys is not None or self.layers[layer].causal or copies.verified.get(layer) is False:
+            return False
+        if not copies.fits(kwargs["input_ids"].shape[1], slots):
+            return False
+        return layer in copies.verified or self._verify_copies(kwargs, layer, slots)
+
+    def _with_copies(self, kwargs: dict[str, Any], layer: int, slots: Tensor) -> Any:
+        assert self._copies is not None and self._cache is not None and self.tap.armed is not None
+        self._calls = layer
+        self._copies.passes += 1
+        groups = torch.unique(slots)
+        return self._copies.run(kwargs, self.tap.armed, layer, slots, self._cache.stored["hidden"][groups], self.tap)
+
+    def _verify_copies(self, kwargs: dict[str, Any], layer: int, slots: Tensor) -> bool:
+        """Once per layer and session: this pass's first row by the copies (on the cached hidden states) and in full;
+        agreement also vouches for the cached hidden states entering the layer."""
+        copies, armed, cache = self._copies, self.tap.armed, self._cache
+        assert copies is not None and armed is not None and cache is not None
+        subset = {**kwargs, **{name: value[:1] for name, value in per_instance(kwargs).items()}}
+        alone = armed.select(torch.arange(1, device=slots.device))
+        try:
+            with torch.no_grad():
+                self.tap.arm(alone)
+                self._calls = 0
+                reference = self._logits(self.module(**subset), None)
+                self.tap.arm(alone)
+                self._calls = layer
+                shared = self._logits(
+                    copies.run(subset, alone, layer, slots[:1], cache.stored["hidden"][slots[:1]], self.tap), None
+                )
+        finally:
+            self.tap.arm(armed)
+        copies.difference[layer] = _difference(shared, reference)
+        tolerance = max(1e-4, 16 * torch.finfo(reference.dtype).eps)
+        copies.verified[layer] = copies.difference[layer] <= tolerance * (1 + float(reference.abs().max()))
+        if copies.verified[layer]:
+            self._verified.setdefault(layer, True)
+        return copies.verified[layer]
+
     def _layer_cache(self, layer: int) -> RowCache:
+        """The hidden states entering ``layer``; the previous layer's are kept while the next one fills (the atlas
+        goes up the layers: each layer's states are the one layer below run on them)."""
         if self._cache is None or self._cache_layer != layer:
+            self._below = (self._cache_layer, self._cache) if self._cache is not None else None
             self._cache, self._cache_layer = RowCache(self.options.batch_size), layer
         return self._cache
+
+    def _verify_first_row(self, kwargs: dict[str, Any], layer: int) -> None:
+        """Check the shortcut from ``layer`` once, on this pass's first row unedited (a counterfactual pass came
+        first: the atlas at a layer other than the reference's)."""
+        subset = {**kwargs, **{name: value[:1] for name, value in per_instance(kwargs).items()}}
+        armed = self.tap.disarm()
+        try:
+            with torch.no_grad():
+                self._calls = 0
+                self._verify(subset, layer)
+        finally:
+            self.tap.arm(armed)  # type: ignore[arg-type]
 
     def _verify(self, kwargs: dict[str, Any], layer: int) -> Any:
         """A full pass that records the hidden states entering ``layer`` and checks the shortcut against it once."""
@@ -388,6 +463,7 @@ class HuggingFaceModel(AttentionModel):
         if slots is None or (layer not in decoder.verified and not self._verify_one_token(kwargs, layer, slots)):
             return None
         self._calls = layer
+        decoder.passes += 1
         return decoder.run(kwargs, self.tap.armed, layer, slots, self.tap)  # type: ignore[arg-type]
 
     def _clean_rows(self, kwargs: dict[str, Any], rows: dict[str, Tensor], picked: Tensor) -> dict[str, Tensor] | None:
@@ -429,11 +505,17 @@ class HuggingFaceModel(AttentionModel):
         return decoder.verified[layer]
 
     def _entering(self, kwargs: dict[str, Any], rows: dict[str, Tensor], picked: Tensor, layer: int) -> Tensor:
-        """The hidden states entering ``layer`` for the rows ``picked``: the layers below it only."""
+        """The hidden states entering ``layer`` for the rows ``picked``: the layer below run on its cached states
+        where it has them, else every layer below."""
         subset = {**kwargs, **{name: value[picked.to(value.device)] for name, value in rows.items()}}
+        below = self._below[1] if self._below is not None and self._below[0] == layer - 1 else None
+        found = below.find(per_instance(subset), row_keys_of(subset)) if below is not None else None
         try:
             with torch.no_grad(), hf_fast.stopping(self._stack, layer):  # type: ignore[arg-type]
-                self.module(**subset)
+                if found is not None and below is not None and bool((found >= 0).all()):
+                    self._from_layer(subset, layer - 1, below.stored["hidden"][found])
+                else:
+                    self.module(**subset)
         except hf_fast.Entered as entered:
             return entered.hidden
         raise AttentionUnavailableError(f"layer {layer} of {type(self.module).__name__} never ran")
@@ -562,29 +644,51 @@ class HuggingFaceModel(AttentionModel):
             "heads": layer.heads if layer else None,
             "module": layer.name if layer else None,
             "read": self._read_text(),
-            "replaced": f"layer {chosen}: the query row of every head",
-            "query": "last real token" if self.default_query == "last" else "first token (CLS)",
+            "replaced": self._replaced_text(chosen),
+            "query": self._query_text(),
             "output": self.describe_output(),
             "forward": self._forward_text(chosen),
         }
 
+    def _query_text(self) -> str:
+        query = self.options.query
+        if query == "all":
+            return "every real token (the mean of their rows is read)"
+        if query == "auto":
+            query = self.default_query
+        return {"last": "last real token", "first": "first token (CLS)"}.get(str(query), f"position {query}")
+
+    def _replaced_text(self, chosen: int | None) -> str:
+        rows = "every real query row" if self.options.query == "all" else "the query row"
+        alone = self.options.replace == "head" and self.options.head != "mean"
+        return f"layer {chosen}: {rows} of {f'head {self.options.head} alone' if alone else 'every head'}"
+
     def _forward_text(self, chosen: int | None) -> str:
+        """Which passes ran how: the one-token shortcut, cached hidden states (with the edited layer shared), full."""
+        parts = []
         decoder = self._decoder
-        if decoder is not None and decoder.passes:
-            layers = sorted(layer for layer, ok in decoder.verified.items() if ok)
-            worst = max([decoder.difference[layer] for layer in layers] + [decoder.edited_difference or 0.0])
-            return (
-                f"one-token passes: the last real token alone from the edited layer up, over the clean pass's cached keys "
-                f"and values ({decoder.passes} passes at layers {_ranges(layers)}; agreed with full passes to {worst:.1e} "
-                "in the logits); others full"
-            )
-        if decoder is not None and False in decoder.verified.values():
-            return "full (the one-token shortcut disagreed with the full pass)"
+        if decoder is not None and decoder.verified:
+            agreed = sorted(layer for layer, ok in decoder.verified.items() if ok)
+            disagreed = sorted(layer for layer, ok in decoder.verified.items() if not ok)
+            if decoder.passes:
+                worst = max([decoder.difference[layer] for layer in agreed] + [decoder.edited_difference or 0.0])
+                parts.append(
+                    f"one-token passes: the last real token alone from the edited layer up, over the clean pass's cached "
+                    f"keys and values ({decoder.passes} passes at layers {_ranges(agreed)}; agreed with full passes to "
+                    f"{worst:.1e} in the logits)"
+                )
+            if disagreed:
+                parts.append(f"full at layers {_ranges(disagreed)}, where the one-token shortcut disagreed with the full pass")
         if self.fast_passes:
-            return f"counterfactual passes from layer {chosen} on cached hidden states ({self.fast_passes} passes); others full"
-        if chosen is not None and self._verified.get(chosen) is False:
-            return "full (the shortcut from cached hidden states disagreed with the full pass)"
-        return "full"
+            shared = self._copies.passes if self._copies is not None else 0
+            copied = f"; {shared} ran the edited layer once per instance, the query copied per row" if shared else ""
+            parts.append(
+                f"counterfactual passes from layer {_ranges(sorted(self._fast_layers))} on cached hidden states "
+                f"({self.fast_passes} passes{copied})"
+            )
+        elif chosen is not None and self._verified.get(chosen) is False:
+            parts.append("full (the shortcut from cached hidden states disagreed with the full pass)")
+        return "; ".join(parts) + "; others full" if parts else "full"
 
     def _read_text(self) -> str:
         head = "mean over heads" if self.options.head == "mean" else f"head {self.options.head}"
@@ -610,13 +714,15 @@ class TargetHead(nn.Module):
         return nn.functional.linear(hidden, self.weight, self.bias)
 
 
-def huggingface(model: nn.Module, tokenizer: Any = None) -> HuggingFaceModel:
-    """A Hugging Face model for ``af.audit``, with the tokenizer whose tokens the reports show.
+def huggingface(model: nn.Module, tokenizer: Any = None, *, shortcuts: bool = True) -> HuggingFaceModel:
+    """A Hugging Face model for ``af.audit``, with the tokenizer whose tokens the reports show (and that turns
+    ``targets`` words into token ids).
 
     ``af.audit(model, inputs)`` accepts the model itself too; the tokenizer is then the one saved
     beside its weights, if it was loaded from a local folder, else reports show token ids.
+    ``shortcuts=False`` runs every pass in full (no cached hidden states, no one-token passes): slower, for checking.
     """
-    return HuggingFaceModel(model, tokenizer)
+    return HuggingFaceModel(model, tokenizer, shortcuts)
 
 
 def _ranges(numbers: list[int]) -> str:
