@@ -30,7 +30,7 @@ from pytest_attnfaith.errors import InconclusiveWarning
 from pytest_attnfaith.options import QUESTIONS, Options, resolve_options
 from pytest_attnfaith.results import CheckResult, Report, question_answer
 
-SHARE_INSTANCES = 4
+SHARE_INSTANCES = 8
 """Instances of the backward pass that measures how much of the output's sensitivity to the read layer's attention
 flows through the query rows read (``AttentionModel.read_share``)."""
 SHARE_WARNING = 0.5

@@ -385,6 +385,12 @@ class AttentionModel(ABC):
             )
         return torch.tensor(targets, dtype=torch.long)
 
+    def replaced_rows(self) -> str:
+        """Which rows the counterfactuals replace, in words."""
+        rows = "every real query row" if self.options.query == "all" else "the query row"
+        alone = self.options.replace == "head" and self.options.head != "mean"
+        return f"{rows} of {f'head {self.options.head} alone' if alone else 'every head'}"
+
     def describe_output(self) -> str | dict[str, Any]:
         """What the output distribution is, for ``report.model["output"]``."""
         if self.targets is None:

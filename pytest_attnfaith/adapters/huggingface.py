@@ -644,7 +644,7 @@ class HuggingFaceModel(AttentionModel):
             "heads": layer.heads if layer else None,
             "module": layer.name if layer else None,
             "read": self._read_text(),
-            "replaced": self._replaced_text(chosen),
+            "replaced": f"layer {chosen}: {self.replaced_rows()}",
             "query": self._query_text(),
             "output": self.describe_output(),
             "forward": self._forward_text(chosen),
@@ -657,11 +657,6 @@ class HuggingFaceModel(AttentionModel):
         if query == "auto":
             query = self.default_query
         return {"last": "last real token", "first": "first token (CLS)"}.get(str(query), f"position {query}")
-
-    def _replaced_text(self, chosen: int | None) -> str:
-        rows = "every real query row" if self.options.query == "all" else "the query row"
-        alone = self.options.replace == "head" and self.options.head != "mean"
-        return f"layer {chosen}: {rows} of {f'head {self.options.head} alone' if alone else 'every head'}"
 
     def _forward_text(self, chosen: int | None) -> str:
         """Which passes ran how: the one-token shortcut, cached hidden states (with the edited layer shared), full."""

@@ -7,9 +7,9 @@ for — the full model runs, no cache, no shortcut — and returns the logits at
 
 from __future__ import annotations
 
-import copy
+import contextlib
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -29,6 +29,7 @@ class _Edit:
     rows: RowsFn  # (B, H, T) original rows -> new rows
     heads: Tensor | None  # (B,) the head edited alone, or None: every head
     layers: dict[int, int]  # id(module) -> its layer: the index of the block of the model's layer list holding it
+    every: tuple[Tensor, Tensor] | None = None  # (B, T, T) new rows for the query rows marked (B, T), every head
 
 
 _EDIT: list[_Edit] = []
@@ -41,6 +42,11 @@ def _attention(module, query, key, value, attention_mask, **kwargs):
         return output, weights
     edit = _EDIT[-1]
     size, heads = weights.shape[:2]
+    if edit.every is not None:
+        rows, marked = edit.every
+        weights = torch.where(marked[:, None, :, None], rows[:, None].to(weights.dtype), weights)
+        values = value.repeat_interleave(heads // value.shape[1], dim=1)
+        return (weights @ values).transpose(1, 2).contiguous(), weights
     index = torch.arange(size)
     new = edit.rows(weights[index, :, edit.query, :]).to(weights.dtype)
     if edit.heads is not None:
@@ -54,6 +60,28 @@ def _attention(module, query, key, value, attention_mask, **kwargs):
 
 AttentionInterface.register(NAME, _attention)
 AttentionMaskInterface.register(NAME, eager_mask)
+
+
+@contextlib.contextmanager
+def implementation(model: tf.PreTrainedModel, name: str) -> Iterator[None]:
+    """The model in eval mode under attention implementation ``name``; its own implementation and mode put back."""
+    configs = [m.config for m in model.modules() if hasattr(m, "config")]
+    saved = [(config, config._attn_implementation_internal) for config in configs]
+    training = model.training
+    model.eval()
+    model.set_attn_implementation(name)
+    try:
+        yield
+    finally:
+        for config, before in saved:
+            config._attn_implementation_internal = before
+        model.train(training)
+
+
+def eager_attentions(model: tf.PreTrainedModel, inputs: dict[str, Tensor]) -> tuple[Tensor, ...]:
+    """Every layer's attention (B, H, T, T), as transformers' eager implementation returns it."""
+    with implementation(model, "eager"), torch.no_grad():
+        return model(**inputs, output_attentions=True).attentions
 
 
 def layer_of_modules(model: tf.PreTrainedModel) -> dict[int, int]:
@@ -74,17 +102,18 @@ def edited_logits(
     rows: RowsFn | None = None,
     query: Tensor | None = None,
     heads: Tensor | None = None,
+    every: tuple[Tensor, Tensor] | None = None,
 ) -> Tensor:
-    """The model's logits (at the last real token for a causal LM) with ``rows`` applied at ``layer`` (None: clean)."""
-    net = copy.deepcopy(model).eval()
-    net.set_attn_implementation(NAME)
+    """The model's logits (at the last real token for a causal LM) with ``rows`` applied at ``layer`` to one query row
+    per instance (``query``, default the last real token), or ``every`` = (new rows (B, T, T), rows to replace (B, T))
+    (None: clean)."""
     mask = inputs["attention_mask"]
     if layer is not None:
-        assert rows is not None
-        _EDIT.append(_Edit(layer, query if query is not None else last_real(mask), rows, heads, layer_of_modules(net)))
+        position = query if query is not None else last_real(mask)
+        _EDIT.append(_Edit(layer, position, rows or (lambda r: r), heads, layer_of_modules(model), every))
     try:
-        with torch.no_grad():
-            logits = net(**inputs).logits.double()
+        with implementation(model, NAME), torch.no_grad():
+            logits = model(**inputs).logits.double()
     finally:
         _EDIT.clear()
     if logits.dim() == 3:

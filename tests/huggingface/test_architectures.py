@@ -173,7 +173,7 @@ def test_mixed_lengths_from_a_second_batch_reuse_the_adapter(tiny):
     [
         (
             "bert",
-            "counterfactual passes from layer 1 on cached hidden states (3 passes; 3 ran the edited layer once per instance",
+            "counterfactual passes from layer 1 on cached hidden states (4 passes; 3 ran the edited layer once",
         ),
         ("llama", "one-token passes: the last real token alone from the edited layer up"),
     ],
