@@ -444,6 +444,16 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def kept_sections(path: Path) -> str:
+    """The section ``benchmarks.llm speed`` wrote into the file, kept when this benchmark rewrites the rest."""
+    from benchmarks.llm import MARK_END, MARK_START
+
+    previous = path.read_text() if path.exists() else ""
+    if MARK_START not in previous:
+        return ""
+    return "\n" + MARK_START + previous.split(MARK_START, 1)[1].split(MARK_END, 1)[0] + MARK_END + "\n"
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output", default=str(Path(__file__).with_name("RESULTS.md")), help="where to write the results table")
@@ -467,7 +477,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"running {key} ...", file=sys.stderr, flush=True)
         results[key] = run()
     text = markdown(results)
-    Path(args.output).write_text(text)
+    Path(args.output).write_text(text + kept_sections(Path(args.output)))
     print("\n".join(table(results)))
 
 

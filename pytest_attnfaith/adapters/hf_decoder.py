@@ -86,6 +86,7 @@ class DecoderShortcut:
         self.verified: dict[int, bool] = {}
         self.difference: dict[int, float] = {}  # per layer: an unedited one-token pass against the clean logits
         self.edited_difference: float | None = None  # once: an edited one-token pass against the full pass
+        self.edited_agrees = False
         self.passes = 0
 
     def run(self, kwargs: dict[str, Any], armed: _Armed, layer: int, slots: Tensor, tap: Any) -> Any:

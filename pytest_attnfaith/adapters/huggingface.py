@@ -371,9 +371,7 @@ class HuggingFaceModel(AttentionModel):
                 )
         finally:
             self.tap.arm(armed)
-        copies.difference[layer] = _difference(shared, reference)
-        tolerance = max(1e-4, 16 * torch.finfo(reference.dtype).eps)
-        copies.verified[layer] = copies.difference[layer] <= tolerance * (1 + float(reference.abs().max()))
+        copies.difference[layer], copies.verified[layer] = _agreement(shared, reference)
         if copies.verified[layer]:
             self._verified.setdefault(layer, True)
         return copies.verified[layer]
@@ -493,15 +491,15 @@ class HuggingFaceModel(AttentionModel):
                     self._calls = 0
                     full = self._logits(self.module(**subset), subset.get("attention_mask"))
                     self._calls = layer
-                    decoder.edited_difference = _difference(decoder.run(subset, alone, layer, slots[:1], self.tap), full)
+                    decoder.edited_difference, decoder.edited_agrees = _agreement(
+                        decoder.run(subset, alone, layer, slots[:1], self.tap), full
+                    )
                 self._calls = layer
                 clean = decoder.cache.stored["logits"][slots[:1]]
-                decoder.difference[layer] = _difference(decoder.run(subset, plain, layer, slots[:1], self.tap), clean)
+                decoder.difference[layer], agrees = _agreement(decoder.run(subset, plain, layer, slots[:1], self.tap), clean)
         finally:
             self.tap.arm(armed)
-        tolerance = max(1e-4, 16 * torch.finfo(clean.dtype).eps)
-        worst = max(decoder.difference[layer], decoder.edited_difference)
-        decoder.verified[layer] = worst <= tolerance * (1 + float(clean.abs().max()))
+        decoder.verified[layer] = agrees and decoder.edited_agrees
         return decoder.verified[layer]
 
     def _entering(self, kwargs: dict[str, Any], rows: dict[str, Tensor], picked: Tensor, layer: int) -> Tensor:
@@ -731,8 +729,13 @@ def _ranges(numbers: list[int]) -> str:
     return ", ".join(parts)
 
 
-def _difference(a: Tensor, b: Tensor) -> float:
-    return float((a.double() - b.double()).abs().max())
+def _agreement(shortcut: Tensor, full: Tensor) -> tuple[float, bool]:
+    """The largest difference between two passes' logits, and whether it is within max(1e-4, 4 ulps of their dtype)
+    of their scale (1 + max |z|): float32 passes that differ only in the order of operations agree to about 5e-5
+    over SmolLM2's 30 layers; a bf16 logit of 20 is itself rounded to 0.125."""
+    difference = float((shortcut.double() - full.double()).abs().max())
+    tolerance = max(1e-4, 4 * torch.finfo(full.dtype).eps) * (1 + float(full.double().abs().max()))
+    return difference, difference <= tolerance
 
 
 def _validate(model: nn.Module, tokenizer: Any) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_attnfaith.options import CHECK_NAMES, QUESTIONS
+from pytest_attnfaith.report.atlas import atlas_html
 from pytest_attnfaith.report.baseline import regressions_of
 from pytest_attnfaith.report.terminal import audits, importances_of, verdict
 from pytest_attnfaith.results import format_interval
@@ -172,6 +173,7 @@ def _audit_section(number: int, label: str, report: dict[str, Any], figures: Any
     if svg:
         parts.append(f'<h3>Jain &amp; Wallace figures</h3><div class="figure">{svg}</div>')
     parts.append(_heat_maps(report))
+    parts.append(atlas_html(report))
     return "".join(parts) + "</section>"
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pytest_attnfaith.report.atlas import atlas_lines
 from pytest_attnfaith.report.baseline import regressions_of
 from pytest_attnfaith.report.schema import Tests, summary
 from pytest_attnfaith.results import format_interval
@@ -32,6 +33,9 @@ def summary_lines(tests: Tests, verbosity: int = 0, width: int = 120, comparison
             "red" if counts["failed_audits"] else "green",
         )
     )
+    for label, report in audits(tests):
+        lines.extend(atlas_lines(label, report))
+        lines.extend((f"{label}: warning: {warning}", "yellow") for warning in report.get("model", {}).get("warnings", []))
     if verbosity >= 0:
         lines.extend(worst_lines(tests, 1 if verbosity == 0 else None, width))
     if verbosity > 0:
