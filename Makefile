@@ -32,4 +32,4 @@ demo: $(STAMP)
 		--attnfaith-json ../attnfaith-examples.json --attnfaith-html ../attnfaith-examples.html
 
 clean:
-	rm -rf $(VENV) build *.egg-info attnfaith-demo.* attnfaith-examples.*
+	rm -rf $(VENV) build *.egg-info attnfaith-demo* attnfaith-examples.*

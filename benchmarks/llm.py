@@ -248,13 +248,17 @@ def speed_section(results: dict[str, Any]) -> str:
 
 
 def write_section(path: Path, section: str) -> None:
-    """Put ``section`` in ``path`` in place of the previous one (``benchmarks.speed`` writes the rest of the file)."""
+    """Put ``section`` in ``path`` in place of the previous one, below ``benchmarks.speed``'s marker (it keeps what
+    follows the marker when it rewrites its own part)."""
+    from benchmarks.speed import KEPT
+
     text = path.read_text(encoding="utf-8") if path.exists() else ""
     if MARK_START in text:
         before, rest = text.split(MARK_START, 1)
-        after = rest.split(MARK_END, 1)[1] if MARK_END in rest else ""
-        text = before + section + after
+        text = before + section + (rest.split(MARK_END, 1)[1] if MARK_END in rest else "")
     else:
+        if KEPT not in text:
+            text = text.rstrip("\n") + "\n\n" + KEPT + "\n"
         text = text.rstrip("\n") + "\n\n" + section + "\n"
     path.write_text(text, encoding="utf-8")
 

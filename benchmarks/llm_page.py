@@ -18,7 +18,7 @@ import torch
 
 import pytest_attnfaith as af
 from benchmarks import smollm2
-from benchmarks.llm import PAGE_COMMAND, machine
+from benchmarks.llm import machine
 
 SENTENCES = 200
 AUDITED = 16

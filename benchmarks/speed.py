@@ -444,14 +444,7 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def kept_sections(path: Path) -> str:
-    """The section ``benchmarks.llm speed`` wrote into the file, kept when this benchmark rewrites the rest."""
-    from benchmarks.llm import MARK_END, MARK_START
-
-    previous = path.read_text() if path.exists() else ""
-    if MARK_START not in previous:
-        return ""
-    return "\n" + MARK_START + previous.split(MARK_START, 1)[1].split(MARK_END, 1)[0] + MARK_END + "\n"
+KEPT = "<!-- sections below are written by other benchmarks; benchmarks.speed keeps them -->"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -476,8 +469,10 @@ def main(argv: list[str] | None = None) -> None:
     ):
         print(f"running {key} ...", file=sys.stderr, flush=True)
         results[key] = run()
-    text = markdown(results)
-    Path(args.output).write_text(text + kept_sections(Path(args.output)))
+    output = Path(args.output)
+    previous = output.read_text() if output.exists() else ""
+    text = markdown(results) + (previous[previous.index(KEPT) :] if KEPT in previous else "")
+    output.write_text(text)
     print("\n".join(table(results)))
 
 

@@ -30,7 +30,7 @@ def assert_attention_faithful(model: Any, inputs: Any, seed: int = 0, **options:
     __tracebackhide__ = True  # pytest shows the caller's line and this explanation, not this frame's tensors
     report = audit(model, inputs, seed=seed, **options)
     if not report.passed:
-        raise AttentionNotFaithful(failure_message(report, options.get("worst", 3)), report)
+        raise AttentionNotFaithful(failure_message(report, report.options["worst"]), report)
     return report
 
 

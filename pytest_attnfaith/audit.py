@@ -117,13 +117,17 @@ def environment() -> dict[str, Any]:
 
 
 def _instances(context: Context) -> dict[str, Any]:
-    """What the reports show per instance; instances without a real token have no prediction (None)."""
+    """What the reports show per instance; instances without a real token have no prediction (None).
+
+    With ``redact`` the tokens are position labels (``#3``: position 3 of the input), so that no input text
+    (nor token id) reaches any report, message or artifact."""
     real = context.real
     some = real.any(dim=1).cpu().tolist()
     predicted, probability = context.predicted.cpu().tolist(), context.probs.max(dim=1).values.cpu().tolist()
+    batch = context.batch.to("cpu")
     return {
         "count": context.batch.size,
-        "tokens": context.model.tokens(context.batch.to("cpu")),
+        "tokens": position_labels(batch) if context.options.redact else context.model.tokens(batch),
         "attention": real_rows(context.attention, real),
         "predicted": [value if keep else None for value, keep in zip(predicted, some, strict=True)],
         "probability": [value if keep else None for value, keep in zip(probability, some, strict=True)],
@@ -156,3 +160,8 @@ def _reading(adapter: AttentionModel, context: Context, sink: bool) -> dict[str,
             "read barely reaches it; query='all' reads and replaces every row"
         )
     return described
+
+
+def position_labels(batch: Any) -> list[list[str]]:
+    """Per instance, ``#t`` for each real position t: what ``redact`` shows instead of the tokens."""
+    return [[f"#{t}" for t, keep in enumerate(real) if keep] for real in batch.real.tolist()]

@@ -70,6 +70,7 @@ class Options:
     batch_size: int = 64
     device: str | None = None
     worst: int = 3
+    redact: bool = False
     progress: bool = False
 
     def to_dict(self) -> dict[str, Any]:
@@ -228,6 +229,7 @@ _RULES: dict[str, Callable[[Any], Any]] = {
     "batch_size": _integer(1),
     "device": _device,
     "worst": _integer(0),
+    "redact": _boolean,
     "progress": _boolean,
 }
 

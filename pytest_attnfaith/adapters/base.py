@@ -22,10 +22,23 @@ from torch import Tensor, nn
 
 from pytest_attnfaith.adapters.inputs import Batch
 from pytest_attnfaith.errors import AttentionUnavailableError, AttnFaithError
+from pytest_attnfaith.formatting import plural
 from pytest_attnfaith.metrics import binary_logit_gap, distribution_tolerance, logits_of, output_distribution
 from pytest_attnfaith.options import Options
 
 EditFn = Callable[..., Tensor]
+
+
+class NonFiniteOutputError(AttnFaithError):
+    """The model's output holds NaN or inf; ``row`` is the first such row of the pass."""
+
+    def __init__(self, row: int, logits: Tensor) -> None:
+        self.row = row
+        self.values = [round(value, 4) for value in logits.detach().reshape(logits.shape[0], -1)[row, :4].tolist()]
+        super().__init__(self.describe(f"row {row} of a pass with edited attention or tokens (a counterfactual)"))
+
+    def describe(self, where: str) -> str:
+        return f"the model's output contains NaN or inf for {where} (logits {self.values}); expected finite logits"
 
 
 @dataclass
@@ -362,7 +375,7 @@ class AttentionModel(ABC):
         if head == "mean":
             return rows.mean(dim=1)
         if not -rows.shape[1] <= int(head) < rows.shape[1]:
-            raise AttnFaithError(f"option head={head} is out of range: the attention has {rows.shape[1]} heads")
+            raise AttnFaithError(f"option head={head} is out of range: the attention has {plural(rows.shape[1], 'head')}")
         return rows[:, int(head)]
 
     def edited_heads(self, batch: Batch) -> Tensor | None:
@@ -554,8 +567,9 @@ class AttentionModel(ABC):
             raise AttnFaithError(
                 f"the model returned {probs.shape[0]} rows of logits for {size} instances; expected one row per instance"
             )
-        if not torch.isfinite(probs).all():
-            raise AttnFaithError("the model's output contains NaN or inf; expected finite logits")
+        finite = torch.isfinite(probs).all(dim=1)
+        if not finite.all():
+            raise NonFiniteOutputError(int((~finite).nonzero()[0]), logits)
         return probs, gap
 
     def _target_logits(self, logits: Tensor) -> Tensor:
@@ -576,7 +590,10 @@ class AttentionModel(ABC):
         layer_rows: dict[int, Tensor] = {}
         for start in range(0, batch.size, size):
             part = slice(start, min(start + size, batch.size))
-            forward = self.forward(batch.select(part), record_layers=record_layers)
+            try:
+                forward = self.forward(batch.select(part), record_layers=record_layers)
+            except NonFiniteOutputError as err:
+                raise AttnFaithError(err.describe(f"instance {start + err.row} of the inputs")) from None
             for name in fields:
                 value = getattr(forward, name)
                 fields[name] = None if value is None else write_chunk(fields[name], part, value.detach(), batch.size)
