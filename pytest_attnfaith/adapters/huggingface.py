@@ -30,6 +30,7 @@ from pytest_attnfaith.adapters.inputs import Batch
 from pytest_attnfaith.adapters.rowcache import RowCache, per_instance, row_keys_of
 from pytest_attnfaith.adapters.softmax import SoftmaxInterceptor
 from pytest_attnfaith.errors import AttentionUnavailableError, AttnFaithError
+from pytest_attnfaith.formatting import plural
 from pytest_attnfaith.metrics import logits_of
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt")
@@ -667,17 +668,17 @@ class HuggingFaceModel(AttentionModel):
                 worst = max([decoder.difference[layer] for layer in agreed] + [decoder.edited_difference or 0.0])
                 parts.append(
                     f"one-token passes: the last real token alone from the edited layer up, over the clean pass's cached "
-                    f"keys and values ({decoder.passes} passes at layers {_ranges(agreed)}; agreed with full passes to "
-                    f"{worst:.1e} in the logits)"
+                    f"keys and values ({plural(decoder.passes, 'pass', 'passes')} at {_layers(agreed)}; agreed with full "
+                    f"passes to {worst:.1e} in the logits)"
                 )
             if disagreed:
-                parts.append(f"full at layers {_ranges(disagreed)}, where the one-token shortcut disagreed with the full pass")
+                parts.append(f"full at {_layers(disagreed)}, where the one-token shortcut disagreed with the full pass")
         if self.fast_passes:
             shared = self._copies.passes if self._copies is not None else 0
             copied = f"; {shared} ran the edited layer once per instance, the query copied per row" if shared else ""
             parts.append(
-                f"counterfactual passes from layer {_ranges(sorted(self._fast_layers))} on cached hidden states "
-                f"({self.fast_passes} passes{copied})"
+                f"counterfactual passes from {_layers(sorted(self._fast_layers))} on cached hidden states "
+                f"({plural(self.fast_passes, 'pass', 'passes')}{copied})"
             )
         elif chosen is not None and self._verified.get(chosen) is False:
             parts.append("full (the shortcut from cached hidden states disagreed with the full pass)")
@@ -716,6 +717,11 @@ def huggingface(model: nn.Module, tokenizer: Any = None, *, shortcuts: bool = Tr
     ``shortcuts=False`` runs every pass in full (no cached hidden states, no one-token passes): slower, for checking.
     """
     return HuggingFaceModel(model, tokenizer, shortcuts)
+
+
+def _layers(numbers: list[int]) -> str:
+    """``[5]`` → ``"layer 5"``, ``[0, 1, 2, 5]`` → ``"layers 0-2, 5"``."""
+    return f"layer{'s' if len(numbers) > 1 else ''} {_ranges(numbers)}"
 
 
 def _ranges(numbers: list[int]) -> str:
