@@ -269,6 +269,7 @@ def _audit_section(
     parts = [
         f'<section id="audit-{number}"><h2{anchor}>{escape(label)}{badges}</h2>',
         f'<div class="meta">{escape(meta)}</div>',
+        "".join(f'<p class="note">{escape(warning)}</p>' for warning in model.get("warnings", [])),
         _why(failure_note(message) if label == nodeid else None),
         _check_table(report, state),
     ]

@@ -79,6 +79,7 @@ def test_a_mean_pooled_minilm_is_judged_by_every_row_not_by_cls(pooled_minilm):
     assert every.checks["uniform"].statistic < 0.2, "flattening every row moves the outputs"
     assert np.median(every.checks["uniform"].per_instance) > 10 * np.median(first.checks["uniform"].per_instance)
     assert first.model["read_share"]["mean"] < 0.5 and "query='all'" in first.model["warnings"][0]
+    assert "query=&#x27;all&#x27; reads and replaces every row" in first._repr_html_()
     assert every.model["read_share"]["mean"] == pytest.approx(1.0) and every.model["warnings"] == []
     assert every.model["replaced"] == "every real query row of every head"
 
