@@ -24,7 +24,7 @@ docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir build/site
 
 test: $(STAMP) lint docs
-	$(BIN)/python -m pytest -q -n 2 --dist loadgroup -p no:cacheprovider
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -p no:cacheprovider  # a file's tests share a worker: SmolLM2 loads once
 
 demo: $(STAMP)
 	$(BIN)/python -m pytest_attnfaith.demo --json attnfaith-demo.json --html attnfaith-demo.html

@@ -1,7 +1,8 @@
 """SmolLM2-135M-Instruct, loaded once per session (about 15 s, 540 MB in float32) for the slow tests of this folder.
 
-Every test here is marked ``slow`` and ``xdist_group("smollm2")``: under ``pytest -n 2 --dist loadgroup`` (``make
-test``) they all run in one worker, which loads the model once."""
+Every test that uses it is in ``test_smollm2.py``, marked ``slow`` and ``xdist_group("smollm2")`` (``MARKS``). ``make test``
+runs ``pytest -n 2 --dist loadfile``: a file's tests run in one worker, which loads the model once. (``--dist loadgroup``
+would honour the group mark, but with pytest 9.2 it silently stops grouping: pytest-xdist issue #1386.)"""
 
 from __future__ import annotations
 
@@ -11,19 +12,13 @@ import pytest
 
 from benchmarks import smollm2
 
+MARKS = [pytest.mark.slow, pytest.mark.xdist_group("smollm2")]
 REVIEWS = (
     "a gorgeous , witty , seductive movie .",
     "the plot is nothing but boilerplate clichés from start to finish .",
     "an utterly charming and hilarious film that reaffirms your faith in cinema .",
     "it 's a dull , dumb and derivative horror film .",
 )
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if item.path.parent.name == "llm":
-            item.add_marker(pytest.mark.slow)
-            item.add_marker(pytest.mark.xdist_group("smollm2"))
 
 
 @pytest.fixture(scope="session")

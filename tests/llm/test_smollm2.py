@@ -8,6 +8,9 @@ import torch
 import pytest_attnfaith as af
 from benchmarks.smollm2 import TARGETS
 from tests.huggingface.eager_reference import eager_attentions, edited_logits, last_real, tvd, uniform_over
+from tests.llm.conftest import MARKS
+
+pytestmark = MARKS
 
 
 def label_ids(tokenizer) -> list[int]:
