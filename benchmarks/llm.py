@@ -261,7 +261,7 @@ def speed_section(results: dict[str, Any]) -> str:
             f"baseline for L = {f['layers']}, plus the edited "
             "layer once per instance (its query copied per head, ≈ 0.03), the layer rows (1/H of the rest, ≈ 0.04) "
             "and the overheads (verification, statistics, Python per pass): about 0.49 before overheads, so ≤ 0.5× "
-            "is out of reach for a 6-layer encoder on this design (it falls towards 0.5 with depth, not below). Without "
+            "is out of reach for a 6-layer encoder on this design ((L − 1)/(2L) rises towards 0.5 with depth). Without "
             "sharing the edited layer the same atlas cost 0.85× (measured while building it). (g) Leave-one-out "
             "deletes a token per pass, so its passes run in full (one per real token); the attention checks run as "
             "one-token passes. (h) This CPU has bf16 instructions, but the bf16 clean output already differs from "
