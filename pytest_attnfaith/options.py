@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import operator
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -60,7 +61,11 @@ class Options:
     head: str | int = "mean"
     aggregation: str = "attention"
     query: str | int = "auto"
+    replace: str = "head"
+    sink: str = "auto"
     per_head: bool = False
+    # what the output is: the softmax over these logits (token ids or words of a causal LM, classes of a classifier)
+    targets: tuple[int, ...] | tuple[str, ...] | None = None
     # execution
     batch_size: int = 64
     device: str | None = None
@@ -72,6 +77,7 @@ class Options:
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         out["checks"] = list(self.checks)
         out["require"] = list(self.require)
+        out["targets"] = list(self.targets) if self.targets is not None else None
         return out
 
 
@@ -151,6 +157,28 @@ def _names(allowed: Iterable[str], what: str) -> Callable[[Any], tuple[str, ...]
     return check
 
 
+def _targets(value: Any) -> tuple[int, ...] | tuple[str, ...] | None:
+    """At least two distinct token ids (integers >= 0) or two distinct words (strings), not mixed."""
+    if value is None:
+        return None
+    expected = "a sequence of at least two distinct token ids (integers >= 0) or words (strings), e.g. [' positive', ' negative']"
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        raise _bad(value, expected)
+    items = tuple(operator.index(v) if _is_integer(v) else v for v in value)
+    integers = all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in items)
+    words = all(isinstance(v, str) and v != "" for v in items)
+    if not (integers or words):
+        raise _bad(value, expected)
+    if len(set(items)) < 2 or len(set(items)) != len(items):
+        raise _bad(value, expected + f"; got {len(items)} targets, {len(set(items))} distinct")
+    return items  # type: ignore[return-value]
+
+
+def _is_integer(value: Any) -> bool:
+    """An int, a numpy integer or a 0-d integer tensor (anything with ``__index__``), not a bool."""
+    return not isinstance(value, bool) and hasattr(value, "__index__")
+
+
 def _device(value: Any) -> str | None:
     if value is None:
         return None
@@ -193,8 +221,11 @@ _RULES: dict[str, Callable[[Any], Any]] = {
     "layer": _any_integer,
     "head": _choice("mean", integer=True),
     "aggregation": _choice("attention", "rollout"),
-    "query": _choice("auto", "first", "last", integer=True),
+    "query": _choice("auto", "first", "last", "all", integer=True),
+    "replace": _choice("head", "layer"),
+    "sink": _choice("auto", "keep", "exclude"),
     "per_head": _boolean,
+    "targets": _targets,
     "batch_size": _integer(1),
     "device": _device,
     "worst": _integer(0),
@@ -203,6 +234,20 @@ _RULES: dict[str, Callable[[Any], Any]] = {
 }
 
 OPTION_NAMES: tuple[str, ...] = tuple(_RULES)
+
+
+def _target_text(text: str) -> tuple[Any, ...] | None:
+    """``2731, 3524`` or ``" positive", " negative"`` (quotes keep a word's spaces); empty: None."""
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    if not parts:
+        return None
+    values: list[Any] = []
+    for part in parts:
+        if len(part) >= 2 and part[0] == part[-1] and part[0] in "'\"":
+            values.append(part[1:-1])
+        else:
+            values.append(int(part) if part.isdigit() else part)
+    return tuple(values)
 
 
 def _suggest(name: str, known: Iterable[str]) -> str:
@@ -235,6 +280,8 @@ def parse_option_text(name: str, text: str) -> Any:
         return tuple(part.strip() for part in text.replace(",", " ").split() if part.strip())
     if name == "device":
         return text or None
+    if name == "targets":
+        return _target_text(text)
     if isinstance(default, bool):
         lowered = text.strip().lower()
         if lowered in ("1", "true", "yes", "on"):

@@ -136,6 +136,16 @@ class CheckResult:
 ANSWERS = {"yes": True, "no": False}
 
 
+def question_answer(verdicts: Sequence[str]) -> str:
+    """A question's answer from the verdicts of its checks that ran: ``yes`` (all passed), ``no`` (one failed),
+    ``inconclusive`` (else), ``not tested`` (none ran)."""
+    if not verdicts:
+        return "not tested"
+    if "failed" in verdicts:
+        return "no"
+    return "yes" if all(verdict == "passed" for verdict in verdicts) else "inconclusive"
+
+
 @dataclass
 class Report:
     """The verdict of an audit: per-check results and the answer to each question.

@@ -110,9 +110,10 @@ def history_table(models: list[dict[str, Any]]) -> str:
 
 
 def head_answers(rows: list[dict[str, Any]]) -> dict[tuple[int, int], dict[str, bool | None]]:
-    """From a Report's ``per_head`` rows: per (layer, head), each question's answer (None: no check ran)."""
+    """From a Report's ``per_head`` rows: per (layer, head), each question's answer (None: no check ran); the layers'
+    own rows (``head: "all"``) are left out."""
     passed: dict[tuple[int, int], dict[str, bool]] = {}
-    for row in rows:
+    for row in (row for row in rows if row["head"] != "all"):
         passed.setdefault((row["layer"], row["head"]), {})[row["check"]] = row["passed"]
     out = {}
     for key, checks in passed.items():
@@ -236,6 +237,7 @@ def head_figure(rows: list[dict[str, Any]]) -> str:
     """MiniLM: layer × head heat maps of each check's statistic."""
     import matplotlib.pyplot as plt
 
+    rows = [row for row in rows if row["head"] != "all"]
     checks = list(dict.fromkeys(row["check"] for row in rows))
     layers = sorted({row["layer"] for row in rows})
     heads = sorted({row["head"] for row in rows})

@@ -4,7 +4,8 @@ device, the options, and the reference forward pass (original attention, origina
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -14,6 +15,8 @@ from pytest_attnfaith.adapters.base import AttentionModel, Edit, Forward
 from pytest_attnfaith.adapters.inputs import Batch
 from pytest_attnfaith.metrics import restrict
 from pytest_attnfaith.options import Options
+
+T = TypeVar("T")
 
 BACKWARD_COST = 4
 """A pass that backpropagates to the embeddings keeps every activation of the model: measured on J&W's
@@ -31,6 +34,14 @@ class Context:
     options: Options
     reference: Forward
     explanation: Tensor | None = None
+    memo: dict[str, Any] = field(default_factory=dict)
+
+    def remember(self, key: str, compute: Callable[[], T]) -> T:
+        """``compute()`` once per context, under ``key``: what depends on the context alone (a check's per-instance
+        values, an explainer's importance). The per-head atlas pre-fills it with what does not depend on the head."""
+        if key not in self.memo:
+            self.memo[key] = compute()
+        return self.memo[key]  # type: ignore[no-any-return]
 
     @property
     def probs(self) -> Tensor:

@@ -107,7 +107,7 @@ class WrappedModel(AttentionModel):
             "embeddings": self.embeddings_path,
             "intercept": self._mode or self.intercept,
             "read": f"output of {self.attention_path}" if self._mode == "output" else f"softmax inside {self.attention_path}",
-            "replaced": "the read query row, every head",
+            "replaced": self.replaced_rows(),
             "partial": self.partial.note if self.partial is not None else "off: full forward passes",
         }
 

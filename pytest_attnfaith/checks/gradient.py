@@ -16,7 +16,7 @@ MEANING = "attention ranks tokens differently from the output's gradient: it hig
 
 
 def run(context: Context) -> CheckResult:
-    importance = gradient_x_input.attribute(context)
+    importance = context.remember("gradient_x_input", lambda: gradient_x_input.attribute(context))
     return tau_result(
         context,
         "gradient",

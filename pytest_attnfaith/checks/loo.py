@@ -19,7 +19,7 @@ def run(context: Context) -> CheckResult:
     return tau_result(
         context,
         "loo",
-        leave_one_out.attribute(context),
+        context.remember("leave_one_out", lambda: leave_one_out.attribute(context)),
         context.options.loo_threshold,
         MEANING,
         {"variant": context.options.loo},

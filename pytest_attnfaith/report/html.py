@@ -27,6 +27,7 @@ from typing import Any
 
 from pytest_attnfaith.formatting import compact, plural, printable
 from pytest_attnfaith.options import CHECK_NAMES, QUESTIONS
+from pytest_attnfaith.report.atlas import atlas_html
 from pytest_attnfaith.report.baseline import regressions_of
 from pytest_attnfaith.report.outcomes import OUTCOME_TEXT, OUTCOMES, failure_note, unaudited_failures, verdict_state
 from pytest_attnfaith.report.terminal import audits, importances_of, verdict
@@ -268,6 +269,7 @@ def _audit_section(
     parts = [
         f'<section id="audit-{number}"><h2{anchor}>{escape(label)}{badges}</h2>',
         f'<div class="meta">{escape(meta)}</div>',
+        "".join(f'<p class="note">{escape(warning)}</p>' for warning in model.get("warnings", [])),
         _why(failure_note(message) if label == nodeid else None),
         _check_table(report, state),
     ]
@@ -275,6 +277,7 @@ def _audit_section(
     if svg:
         parts.append(f'<h3>Jain &amp; Wallace figures</h3><div class="figure">{svg}</div>')
     parts.append(_heat_maps(report))
+    parts.append(atlas_html(report))
     return "".join(parts) + "</section>"
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from pytest_attnfaith.formatting import plural
+from pytest_attnfaith.report.atlas import atlas_lines
 from pytest_attnfaith.report.baseline import regressions_of
 from pytest_attnfaith.report.outcomes import outcome_text, unaudited_failures, verdict_state
 from pytest_attnfaith.report.schema import Tests, summary
@@ -49,6 +50,9 @@ def summary_lines(
             "red" if counts["failed_audits"] else "green",
         )
     )
+    for _, label, report in audits(tests):
+        lines.extend(atlas_lines(label, report))
+        lines.extend((f"{label}: warning: {warning}", "yellow") for warning in report.get("model", {}).get("warnings", []))
     if verbosity >= 0:
         lines.extend(worst_lines(tests, 1 if verbosity == 0 else None, width, outcomes))
     if verbosity > 0:

@@ -47,7 +47,20 @@ BAD_OPTIONS = {
     "boolean seed": ({"seed": True}, "seed=True"),
     "unknown question": ({"require": ["used", "honest"]}, "unknown question 'honest'"),
     "bad method": ({"adversarial_method": "magic"}, "adversarial_method='magic'"),
+    "one target": ({"targets": [3]}, r"targets=\[3\] is not valid: expected a sequence of at least two distinct"),
+    "targets mixed": ({"targets": [3, "good"]}, "targets="),
+    "a word as targets": ({"targets": "good"}, "targets='good'"),
+    "bad sink": ({"sink": "drop"}, "sink='drop' is not valid: expected 'auto' or 'keep' or 'exclude'"),
+    "bad replace": ({"replace": "all"}, "replace='all' is not valid: expected 'head' or 'layer'"),
 }
+
+
+def test_targets_from_ini_text_keep_quoted_spaces() -> None:
+    from pytest_attnfaith.options import parse_option_text
+
+    assert parse_option_text("targets", '" negative", " positive"') == (" negative", " positive")
+    assert parse_option_text("targets", "3524, 2731") == (3524, 2731)
+    assert parse_option_text("query", "all") == "all"
 
 
 @pytest.mark.parametrize("case", list(BAD_OPTIONS))

@@ -10,7 +10,7 @@ import scipy.stats
 import torch
 
 import pytest_attnfaith as af
-from pytest_attnfaith.metrics import decide, fraction_interval, instances_needed, mean_interval
+from pytest_attnfaith.metrics import decide, fraction_interval, instances_needed, mean_interval, mean_intervals
 from pytest_attnfaith.zoo import sentiment_task
 
 
@@ -80,3 +80,26 @@ def test_the_audit_sample_gets_the_intervals_its_values_give(population, trained
     expected = fraction_interval(int(population.checks["uniform"].flagged[index.numpy()].sum()), len(index), 0.95)
     assert uniform.interval == pytest.approx(expected.interval)
     assert uniform.interval_method == "Clopper-Pearson" and uniform.confidence == 0.95
+
+
+def test_intervals_of_many_rows_are_each_rows_interval():
+    """One vectorised bootstrap for the rows that share their defined values; constant, single and empty rows as alone."""
+    rng = np.random.default_rng(3)
+    rows = rng.normal(size=(5, 40))
+    rows[3] = 0.25  # constant
+    rows[4, :39] = np.nan  # one value
+    estimates = mean_intervals(rows, 0.95, seed=11, bounds=(-5.0, 5.0))
+    for row, estimate in zip(rows, estimates, strict=True):
+        alone = mean_interval(row, 0.95, seed=11, bounds=(-5.0, 5.0))
+        assert estimate.statistic == pytest.approx(alone.statistic) and estimate.count == alone.count
+        if alone.count > 1:
+            width = alone.high - alone.low
+            assert abs(estimate.low - alone.low) < 0.1 * width and abs(estimate.high - alone.high) < 0.1 * width
+    assert np.isnan(estimates[4].low) and estimates[3].low < 0.25 < estimates[3].high
+
+
+def test_clopper_pearson_from_beta_quantiles_equals_scipys_root_search():
+    for count in (1, 7, 64, 500):
+        for flagged in sorted({0, 1, count // 3, count - 1, count}):
+            expected = scipy.stats.binomtest(flagged, count).proportion_ci(0.95, method="exact")
+            assert fraction_interval(flagged, count, 0.95).interval == pytest.approx((expected.low, expected.high), abs=1e-10)
