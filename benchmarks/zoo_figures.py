@@ -26,6 +26,16 @@ def zoo_models() -> dict[str, af.AttentionModel]:
     return models
 
 
+VERDICT_CELL = {"yes": "yes", "no": "**no**", "inconclusive": "*inconclusive*", "not tested": "—"}
+
+
+def statistic_cell(result: af.CheckResult) -> str:
+    """The statistic and its interval; failed in bold, inconclusive in italics."""
+    low, high = result.interval
+    text = f"{result.statistic:.2f} [{low:.2f}, {high:.2f}]"
+    return {"failed": f"**{text}**", "inconclusive": f"*{text}*"}.get(result.verdict, text)
+
+
 def instance_value(result: af.CheckResult) -> str:
     values = result.per_instance[~np.isnan(result.per_instance)]
     return f"{np.median(values):.3f} [{np.quantile(values, 0.1):.3f}, {np.quantile(values, 0.9):.3f}]"
@@ -40,8 +50,8 @@ def main() -> None:
     print("|---|---|---|---|" + "---|" * len(af.CHECK_NAMES))
     for name, model in zoo_models().items():
         report = af.audit(model, inputs)
-        answers = " | ".join("yes" if report.answers[q] else "**no**" for q in ("used", "agrees", "unique"))
-        cells = " | ".join(f"{report.checks[c].statistic:.2f}" for c in af.CHECK_NAMES)
+        answers = " | ".join(VERDICT_CELL[report.verdicts[q]] for q in ("used", "agrees", "unique"))
+        cells = " | ".join(statistic_cell(report.checks[c]) for c in af.CHECK_NAMES)
         print(f"| {name} | {answers} | {cells} |")
     print()
     print("Per-instance values: median [10th, 90th percentile]")

@@ -17,13 +17,14 @@ import torch
 
 import pytest_attnfaith as af
 from pytest_attnfaith.demo import minilm_sentiment, reviews
-from pytest_attnfaith.zoo import BiLSTMClassifier, sentiment_task, train_classifier
+from pytest_attnfaith.zoo import WORDS, BiLSTMClassifier, sentiment_task, train_classifier
 
 
 def train_bilstm(readout: str = "attention", diversity: float = 0.3) -> Any:
-    """The trained classifier, wrapped so that the audit knows where its attention and embeddings are."""
+    """The trained classifier, wrapped so that the audit knows where its attention and embeddings are, and the
+    reports show its words."""
     net = train_classifier(BiLSTMClassifier(readout=readout), sentiment_task(1000, length=16), epochs=4, diversity=diversity)
-    return af.wrap(net, attention="attn", embeddings="embed")
+    return af.wrap(net, attention="attn", embeddings="embed", vocabulary=WORDS)
 
 
 def review_batch(count: int = 64, seed: int = 99) -> dict[str, torch.Tensor]:

@@ -35,7 +35,7 @@ def assert_attention_faithful(model: Any, inputs: Any, seed: int = 0, **options:
     __tracebackhide__ = True  # pytest shows the caller's line and this explanation, not this frame's tensors
     report = audit(model, inputs, seed=seed, **options)
     if not report.passed:
-        message = failure_message(report, options.get("worst", 3))
+        message = failure_message(report, report.options["worst"])
         suggested = tuple(report.options.get("suggest_explainers", ()))
         if suggested:
             message += "\n" + _suggestions(model, inputs, suggested, seed, options)
@@ -52,7 +52,7 @@ def assert_explanation_faithful(
     __tracebackhide__ = True
     report = audit_explanation(model, inputs, explainer, checks=checks, seed=seed, **options)
     if not report.passed:
-        raise ExplanationNotFaithful(failure_message(report, options.get("worst", 3)), report)
+        raise ExplanationNotFaithful(failure_message(report, report.options["worst"]), report)
     return report
 
 

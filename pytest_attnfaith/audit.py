@@ -12,7 +12,6 @@ passes when every required question is answered yes or not tested — or inconcl
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import platform
 import sys
 import warnings
@@ -23,14 +22,21 @@ import numpy as np
 import scipy
 import torch
 
-from pytest_attnfaith import _recording, progress
-from pytest_attnfaith.adapters import AttentionModel, as_attention_model, prepare_batch
-from pytest_attnfaith.adapters.base import check_distribution
+from pytest_attnfaith import _recording, atlas, progress
+from pytest_attnfaith.adapters import as_attention_model, prepare_batch
+from pytest_attnfaith.adapters.base import AttentionModel, check_distribution
+from pytest_attnfaith.adapters.sink import exclude_sink, excluded, sink_mass
 from pytest_attnfaith.checks import CHECKS, Context
 from pytest_attnfaith.checks._common import real_rows
 from pytest_attnfaith.errors import InconclusiveWarning
 from pytest_attnfaith.options import QUESTIONS, Options, questions_for, resolve_options
-from pytest_attnfaith.results import CheckResult, Report
+from pytest_attnfaith.results import CheckResult, Report, question_answer
+
+SHARE_INSTANCES = 8
+"""Instances of the backward pass that measures how much of the output's sensitivity to the read layer's attention
+flows through the query rows read (``AttentionModel.read_share``)."""
+SHARE_WARNING = 0.5
+"""Below this share the report warns that the output pools other query rows than the ones read."""
 
 
 def audit(model: Any, inputs: Any, checks: Any = None, seed: int = 0, **options: Any) -> Report:
@@ -43,9 +49,10 @@ def audit(model: Any, inputs: Any, checks: Any = None, seed: int = 0, **options:
     resolved = resolve_options(checks=checks, seed=seed, **options)
     with opened(model, inputs, resolved) as context:
         results = run_checks(context, resolved.checks)
-        per_head = _per_head_table(context.model, context.batch, resolved) if resolved.per_head else []
+        reading = _reading(context.model, context, excluded(resolved.sink, context.model.causal_attention()))
+        per_head = atlas.per_head_rows(context, results) if resolved.per_head else []
         instances = instances_of(context)
-        described = context.model.describe()
+        described = {**context.model.describe(), **reading}
     report = build_report(results, resolved, described, instances, per_head)
     warn_inconclusive(report)
     _recording.publish(report)
@@ -55,12 +62,14 @@ def audit(model: Any, inputs: Any, checks: Any = None, seed: int = 0, **options:
 @contextlib.contextmanager
 def opened(model: Any, inputs: Any, options: Options) -> Iterator[Context]:
     """The audit's session on ``model`` and ``inputs``: adapter in session, batch on its device, the reference
-    pass (its attention checked to be a distribution); the model restored on exit."""
+    pass (its attention checked to be a distribution), the sink excluded per ``sink``; the model restored on exit."""
     adapter = as_attention_model(model)
     batch = prepare_batch(inputs)
     with adapter.session(options):
         batch = batch.to(adapter.device)
-        reference = adapter.forward_chunked(batch)
+        if excluded(options.sink, adapter.attention_is_causal(batch)):
+            batch = exclude_sink(batch)
+        reference = adapter.forward_chunked(batch, record_layers=options.per_head)
         check_distribution(reference, batch, adapter.tap.where)
         yield Context(adapter, batch, options, reference)
 
@@ -72,18 +81,10 @@ def run_checks(context: Context, names: tuple[str, ...]) -> dict[str, CheckResul
 
 def answer_questions(results: dict[str, CheckResult], questions: dict[str, tuple[str, ...]] = QUESTIONS) -> dict[str, str]:
     """Question → ``yes`` / ``no`` / ``inconclusive`` / ``not tested`` from the verdicts of its checks that ran."""
-    verdicts: dict[str, str] = {}
-    for question, names in questions.items():
-        ran = [results[name].verdict for name in names if name in results]
-        if not ran:
-            verdicts[question] = "not tested"
-        elif "failed" in ran:
-            verdicts[question] = "no"
-        elif all(verdict == "passed" for verdict in ran):
-            verdicts[question] = "yes"
-        else:
-            verdicts[question] = "inconclusive"
-    return verdicts
+    return {
+        question: question_answer([results[name].verdict for name in names if name in results])
+        for question, names in questions.items()
+    }
 
 
 def warn_inconclusive(report: Report) -> None:
@@ -136,42 +137,51 @@ def environment() -> dict[str, Any]:
 
 
 def instances_of(context: Context) -> dict[str, Any]:
-    """What the reports show per instance; instances without a real token have no prediction (None)."""
+    """What the reports show per instance; instances without a real token have no prediction (None).
+
+    With ``redact`` the tokens are position labels (``#3``: position 3 of the input), so that no input text
+    (nor token id) reaches any report, message or artifact."""
     real = context.real
     some = real.any(dim=1).cpu().tolist()
     predicted, probability = context.predicted.cpu().tolist(), context.probs.max(dim=1).values.cpu().tolist()
+    batch = context.batch.to("cpu")
     return {
         "count": context.batch.size,
-        "tokens": context.model.tokens(context.batch.to("cpu")),
+        "tokens": position_labels(batch) if context.options.redact else context.model.tokens(batch),
         "attention": real_rows(context.attention, real),
         "predicted": [value if keep else None for value, keep in zip(predicted, some, strict=True)],
         "probability": [value if keep else None for value, keep in zip(probability, some, strict=True)],
+        "sink_mass": sink_mass(context.reference.attention, context.batch).tolist(),
     }
 
 
-def _per_head_table(adapter: AttentionModel, batch: Any, options: Options) -> list[dict[str, Any]]:
-    """Every check's statistic for each (layer, head) read, the counterfactual replacing that layer."""
-    rows = []
-    for layer in adapter.layer_indices():
-        heads = adapter.head_count(layer)
-        for head in range(heads):
-            variant = dataclasses.replace(options, layer=layer, head=head, per_head=False)
-            adapter.options = variant
-            reference = adapter.forward_chunked(batch)
-            context = Context(adapter, batch, variant, reference)
-            for name in options.checks:
-                result = CHECKS[name](context)
-                rows.append(
-                    {
-                        "layer": layer,
-                        "head": head,
-                        "check": name,
-                        "statistic": result.statistic,
-                        "interval": list(result.interval),
-                        "threshold": result.threshold,
-                        "verdict": result.verdict,
-                        "passed": result.passed,
-                    }
-                )
-    adapter.options = options
-    return rows
+def _reading(adapter: AttentionModel, context: Context, sink: bool) -> dict[str, Any]:
+    """For ``report.model``: the sink (excluded or kept, its mean mass) and how much of the output's sensitivity to
+    the read layer's attention flows through the rows read, with a warning when the output pools other rows."""
+    mass = sink_mass(context.reference.attention, context.batch)
+    described: dict[str, Any] = {
+        "sink": {
+            "position": "first attended token",
+            "option": context.options.sink,
+            "excluded": sink,
+            "mean_mass": float(np.mean(mass)) if mass.size else None,
+        },
+        "warnings": [],
+    }
+    share = adapter.read_share(context.batch.select(slice(0, SHARE_INSTANCES)))
+    if share is None:
+        return described
+    mean = float(torch.nanmean(share))
+    described["read_share"] = {"mean": mean, "instances": int(share.numel())}
+    if mean < SHARE_WARNING:
+        described["warnings"].append(
+            f"the query rows read carry {mean:.0%} of the output's sensitivity to the read layer's attention "
+            f"(|dp/dA * A| on {share.numel()} instances): the output pools other query rows, so editing the rows "
+            "read barely reaches it; query='all' reads and replaces every row"
+        )
+    return described
+
+
+def position_labels(batch: Any) -> list[list[str]]:
+    """Per instance, ``#t`` for each real position t: what ``redact`` shows instead of the tokens."""
+    return [[f"#{t}" for t, keep in enumerate(real) if keep] for real in batch.real.tolist()]

@@ -6,8 +6,11 @@
 MODEL is a Hugging Face model folder (loaded offline) or ``module:factory``, a callable that
 returns ``af.wrap(...)``, a ``transformers`` model, or a ``(model, tokenizer)`` pair. INPUTS is a
 text file (one input per line; needs a tokenizer) or a ``.jsonl`` file with ``{"text": ...}`` or
-``{"input_ids": [...]}`` per line. Exit status: 0 when the verdict passes, 1 when it fails,
-2 on bad input (with a message, no traceback).
+``{"input_ids": [...]}`` per line. Exit status: 0 when the verdict passes, 1 when it fails (an
+inconclusive required question fails unless ``--option inconclusive=pass``), 2 on bad input or a
+model error: a factory or a loader that raises, ids outside the model's vocabulary, a device that does
+not exist, an exception during the audit (one line, no traceback; ``--traceback`` shows it).
+Hugging Face folders are loaded offline and with ``trust_remote_code=False``.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import importlib
 import json
 import re
 import sys
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -70,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--json", type=Path, metavar="PATH", help="write the report as JSON")
     audit.add_argument("--html", type=Path, metavar="PATH", help="write the report as a self-contained HTML page")
     audit.add_argument("--verbose", "-v", action="store_true", help="show more worst instances and what was read and replaced")
+    audit.add_argument("--traceback", action="store_true", help="on an error, show its traceback (the exit status stays 2)")
     audit.add_argument(
         "--progress",
         action=argparse.BooleanOptionalAction,
@@ -88,8 +93,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return run_audit(args)
     except AttnFaithError as err:
-        print(f"attnfaith: error: {err}", file=sys.stderr)
+        if args.traceback:
+            traceback.print_exc()
+        print(f"attnfaith: error: {first_line(err)}", file=sys.stderr)
         return 2
+
+
+def first_line(error: BaseException) -> str:
+    """The first non-empty line of an error's message (torch's and transformers' run to many lines)."""
+    return next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
+
+
+def raised(what: str, error: Exception) -> UsageError:
+    """A ``UsageError`` for an exception from the user's code or model: its type and first line."""
+    return UsageError(f"{what} raised {type(error).__name__}: {first_line(error)}")
 
 
 def run_audit(args: argparse.Namespace) -> int:
@@ -106,7 +123,13 @@ def run_audit(args: argparse.Namespace) -> int:
 
     if tokenizer is not None and is_huggingface_model(model):
         model = af.huggingface(model, tokenizer=tokenizer)  # reports show the tokenizer's tokens
-    report = af.audit(model, inputs, **options)
+    check_vocabulary(inputs["input_ids"], vocabulary_size(model, tokenizer), args.inputs)
+    try:
+        report = af.audit(model, inputs, **options)
+    except AttnFaithError:
+        raise
+    except Exception as err:
+        raise raised("the audit", err) from err
     tests = session_tests(f"attnfaith audit {args.model} {args.inputs}", report)
     print(format_report(tests, args.verbose))
     write_reports(tests, args.json, args.html)
@@ -160,7 +183,12 @@ def call_factory(spec: str) -> tuple[Any, Any]:
         target = getattr(target, part)
     if not callable(target):
         raise UsageError(f"{spec} is a {type(target).__name__}; expected a callable returning a model")
-    built = target()
+    try:
+        built = target()
+    except AttnFaithError:
+        raise
+    except Exception as err:
+        raise raised(f"MODEL {spec}", err) from err
     model, tokenizer = built if isinstance(built, (tuple, list)) and len(built) == 2 else (built, None)
     _check_model(model, spec)
     return model, tokenizer
@@ -185,17 +213,17 @@ def load_folder(folder: Path, task: str) -> tuple[Any, Any]:
     if not (folder / "config.json").is_file():
         raise UsageError(f"{folder} has no config.json; expected a folder written by save_pretrained()")
     try:
-        config = transformers.AutoConfig.from_pretrained(folder, local_files_only=True)
-    except (OSError, ValueError) as err:
-        raise UsageError(f"cannot read the config in {folder}: {err}") from None
+        config = transformers.AutoConfig.from_pretrained(folder, local_files_only=True, trust_remote_code=False)
+    except Exception as err:
+        raise UsageError(f"cannot read the config in {folder}: {first_line(err)}") from err
     kind = folder_task(config) if task == "auto" else task
     loader = transformers.AutoModelForCausalLM if kind == "causal-lm" else transformers.AutoModelForSequenceClassification
     verbosity = transformers.logging.get_verbosity()
     transformers.logging.set_verbosity_error()  # the load report; the note below says what matters
     try:
-        model = loader.from_pretrained(folder, local_files_only=True)
-    except (OSError, ValueError) as err:
-        raise UsageError(f"cannot load {folder} as a {kind} model: {err}") from None
+        model = loader.from_pretrained(folder, local_files_only=True, trust_remote_code=False)
+    except Exception as err:  # a refused weights-only load is a pickle.UnpicklingError, a missing file an OSError, ...
+        raise UsageError(f"cannot load {folder} as a {kind} model: {type(err).__name__}: {first_line(err)}") from err
     finally:
         transformers.logging.set_verbosity(verbosity)
     if kind == "classification" and not _has_head(config):
@@ -215,7 +243,7 @@ def _has_head(config: Any) -> bool:
 
 def _folder_tokenizer(transformers: Any, folder: Path) -> Any:
     try:
-        tokenizer = transformers.AutoTokenizer.from_pretrained(folder, local_files_only=True)
+        tokenizer = transformers.AutoTokenizer.from_pretrained(folder, local_files_only=True, trust_remote_code=False)
     except (OSError, ValueError):
         return None
     if tokenizer.pad_token is None and tokenizer.eos_token is not None:
@@ -301,6 +329,38 @@ def pad_ids(records: list[dict[str, Any]], tokenizer: Any, path: Path) -> dict[s
         attention_mask[index, : len(ids)] = 1
         special_mask[index, : len(ids)] = torch.tensor(special)
     return {"input_ids": input_ids, "attention_mask": attention_mask, "special_tokens_mask": special_mask}
+
+
+def vocabulary_size(model: Any, tokenizer: Any) -> int | None:
+    """How many token ids the model embeds: its input embedding table's rows (the first ``nn.Embedding`` of a
+    wrapped model's embeddings module), else the tokenizer's length; None when neither is known."""
+    from torch import nn
+
+    from pytest_attnfaith.adapters import AttentionModel
+
+    try:
+        module = model.embeddings_module() if isinstance(model, AttentionModel) else model.get_input_embeddings()
+    except AttnFaithError:  # the audit says why the embeddings cannot be found
+        module = None
+    modules = module.modules() if isinstance(module, nn.Module) else ()
+    table = next((sub for sub in modules if isinstance(sub, nn.Embedding)), None)
+    if table is not None:
+        return int(table.num_embeddings)
+    return len(tokenizer) if tokenizer is not None else None
+
+
+def check_vocabulary(input_ids: Any, size: int | None, path: Path) -> None:
+    """Raise ``UsageError`` naming the first input whose ids lie outside the model's vocabulary of ``size`` ids."""
+    if size is None:
+        return
+    outside = (input_ids >= size).any(dim=1).nonzero()
+    if len(outside):
+        row = int(outside[0])
+        token = int(input_ids[row].max())
+        raise UsageError(
+            f"{path}:{row + 1}: token id {token} is outside the model's vocabulary; expected ids 0..{size - 1} "
+            "(were these ids made by another tokenizer?)"
+        )
 
 
 # -- the output -------------------------------------------------------------------------------

@@ -6,9 +6,12 @@ Trains three J&W BiLSTMs with additive attention on the generated sentiment task
 Mohankumar et al.'s conicity penalty (faithful by training), and the mean-pooled twin (same
 attention, unused by the head). Audits them, prints the verdicts, then runs the ``attnfaith audit``
 command on a bundled default (the packaged MiniLM with a sentiment head, or the conicity BiLSTM
-through ``module:factory``). Writes every report to one JSON file (the plugin's session schema)
-and, when asked, an HTML page. Exits 0 when the verdicts are the expected ones: the conicity
-BiLSTM's attention is used and agrees, the twin's is not used.
+through ``module:factory``), its inputs written beside the JSON so that the printed command can be
+rerun. Writes every report to one JSON file (the plugin's session schema) and, when asked, an HTML
+page. Exits 0 when the verdicts are the expected ones: the conicity BiLSTM's attention is used and
+agrees, the twin's is not used. The conicity BiLSTM's audit still fails with the default
+``require`` (all three questions): its attention is not the *unique* one that gives its outputs —
+Jain & Wallace's finding, which the demo prints where it applies.
 """
 
 from __future__ import annotations
@@ -17,7 +20,6 @@ import argparse
 import json
 import random
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,8 +28,8 @@ from typing import Any
 import torch
 
 import pytest_attnfaith as af
-from pytest_attnfaith import cli
-from pytest_attnfaith.zoo import BiLSTMClassifier, sentiment_task, train_classifier
+from pytest_attnfaith import _recording, cli
+from pytest_attnfaith.zoo import WORDS, BiLSTMClassifier, sentiment_task, train_classifier
 
 POSITIVE_WORDS = ("great", "wonderful", "excellent", "superb", "delightful", "moving")
 NEGATIVE_WORDS = ("awful", "terrible", "boring", "dreadful", "dull", "clumsy")
@@ -64,7 +66,7 @@ def trained_bilstm(
 def bilstm() -> Any:
     """``module:factory`` for ``attnfaith audit``: the BiLSTM trained with the conicity penalty, wrapped."""
     model, _ = trained_bilstm(*MODELS[FAITHFUL])
-    return af.wrap(model, attention="attn", embeddings="embed")
+    return af.wrap(model, attention="attn", embeddings="embed", vocabulary=WORDS)
 
 
 def reviews(
@@ -120,18 +122,35 @@ def audit_models(train: int, test: int, epochs: int, seed: int) -> dict[str, lis
     for name, settings in MODELS.items():
         start = time.perf_counter()
         model, accuracy = trained_bilstm(*settings, train=train, epochs=epochs, seed=seed)
-        report = af.audit(af.wrap(model, attention="attn", embeddings="embed"), inputs, seed=seed)
+        report = af.audit(af.wrap(model, attention="attn", embeddings="embed", vocabulary=WORDS), inputs, seed=seed)
         print(f"\n== {name}: held-out accuracy {accuracy:.2f}, trained and audited in {time.perf_counter() - start:.1f} s")
         print(report.summary())
+        if failed_only_on_unique(report.to_dict()):
+            print(UNIQUE_NOTE)
         tests[name] = [report.to_dict()]
     return tests
 
 
-def run_command(which: str, workdir: Path, test: int, seed: int) -> tuple[list[str], int, dict[str, Any]]:
-    """``attnfaith audit`` on the bundled default; returns the command, its exit status and its JSON."""
+UNIQUE_NOTE = (
+    "   -> FAILED only because `unique` is required (the default require=('used', 'agrees', 'unique')): the attention is\n"
+    "      used and agrees with the model's sensitivity, but other, very different attention maps give the same\n"
+    "      outputs. That is Jain & Wallace's finding; require=('used', 'agrees') passes this model."
+)
+
+
+def failed_only_on_unique(report: dict[str, Any]) -> bool:
+    """The verdict failed, and would pass without the ``unique`` question: used and agrees are answered yes."""
+    verdicts = report["verdicts"]
+    return not report["passed"] and verdicts["used"] == "yes" and verdicts["agrees"] == "yes" and verdicts["unique"] != "yes"
+
+
+def run_command(which: str, stem: Path, test: int, seed: int) -> tuple[list[str], int, list[dict[str, Any]]]:
+    """``attnfaith audit`` on the bundled default, its inputs written to ``stem`` + ``-inputs.txt`` / ``.jsonl``;
+    returns the command, its exit status and its report (as JSON)."""
+    stem.parent.mkdir(parents=True, exist_ok=True)
     if which == "minilm":
         texts, _ = reviews(min(test, 16), seed=seed + 2)
-        inputs = workdir / "reviews.txt"
+        inputs = stem.with_name(stem.name + "-inputs.txt")
         inputs.write_text("\n".join(texts) + "\n", encoding="utf-8")
         model = "pytest_attnfaith.demo:minilm_sentiment"
         extra = [
@@ -144,20 +163,29 @@ def run_command(which: str, workdir: Path, test: int, seed: int) -> tuple[list[s
         ]
     else:
         task = sentiment_task(test, seed=AUDIT_SEED + 1, length=LENGTH)
-        inputs = workdir / "inputs.jsonl"
+        inputs = stem.with_name(stem.name + "-inputs.jsonl")
         rows = [
             [i for i, keep in zip(ids, mask, strict=True) if keep]
             for ids, mask in zip(task.input_ids.tolist(), task.attention_mask.tolist(), strict=True)
         ]
         inputs.write_text("".join(json.dumps({"input_ids": ids}) + "\n" for ids in rows), encoding="utf-8")
         model, extra = "pytest_attnfaith.demo:bilstm", []
-    output = workdir / "command.json"
-    command = ["audit", model, str(inputs), "--seed", str(seed), "--json", str(output), *extra]
+    command = ["audit", model, str(inputs), "--seed", str(seed), *extra]
     print(f"\n== attnfaith {' '.join(command)}")
-    status = cli.main(command)
-    print(f"exit status {status} ({'passed' if status == 0 else 'verdict failed' if status == 1 else 'bad input'})")
-    document = json.loads(output.read_text(encoding="utf-8")) if output.exists() else {}
-    return ["attnfaith", *command], status, document
+    reports: list[Any] = []
+    listener = reports.append  # the command's report, for the demo's JSON
+    _recording.subscribe(listener)
+    try:
+        status = cli.main(command)
+    finally:
+        _recording.unsubscribe(listener)
+    meaning = {
+        0: "the verdict passed",
+        1: "the verdict failed (a required question answered no, or inconclusive: see the option inconclusive)",
+        2: "bad input or a model error",
+    }[status]
+    print(f"exit status {status}: {meaning}")
+    return ["attnfaith", *command], status, [report.to_dict() for report in reports]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -185,10 +213,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     tests = audit_models(args.train, args.test, args.epochs, args.seed)
     if args.command_model != "none":
-        with tempfile.TemporaryDirectory() as workdir:
-            command, _, document = run_command(args.command_model, Path(workdir), args.test, args.seed)
-        for reports in document.get("tests", {}).values():
-            tests[" ".join(command[:3])] = reports
+        command, _, reports = run_command(args.command_model, args.json.with_suffix(""), args.test, args.seed)
+        tests[" ".join(command[:3])] = reports
     from pytest_attnfaith.report.schema import session_document, write_json
 
     document = session_document(tests)
@@ -205,9 +231,9 @@ def expected_verdicts(tests: dict[str, list[dict[str, Any]]]) -> bool:
     faithful, decorative = tests[FAITHFUL][0]["answers"], tests[DECORATIVE][0]["answers"]
     ok = faithful["used"] is True and faithful["agrees"] is True and decorative["used"] is False
     if ok:
-        print(f"as expected: {FAITHFUL} attention is used and agrees; {DECORATIVE} attention is decorative")
+        print(f"as expected: {FAITHFUL} attention is used and agrees; {DECORATIVE} attention is decorative (exit status 0)")
     else:
-        print(f"unexpected verdicts: {FAITHFUL} {faithful}, {DECORATIVE} {decorative}")
+        print(f"unexpected verdicts: {FAITHFUL} {faithful}, {DECORATIVE} {decorative} (exit status 1)")
     return ok
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import operator
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -90,17 +91,23 @@ class Options:
     head: str | int = "mean"
     aggregation: str = "attention"
     query: str | int = "auto"
+    replace: str = "head"
+    sink: str = "auto"
     per_head: bool = False
+    # what the output is: the softmax over these logits (token ids or words of a causal LM, classes of a classifier)
+    targets: tuple[int, ...] | tuple[str, ...] | None = None
     # execution
     batch_size: int = 64
     device: str | None = None
     worst: int = 3
+    redact: bool = False
     progress: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         for name in ("checks", "require", "aopc_bins", "explanation_require", "suggest_explainers"):
             out[name] = list(out[name])
+        out["targets"] = list(self.targets) if self.targets is not None else None
         return out
 
 
@@ -200,6 +207,28 @@ def _bins(value: Any) -> tuple[float, ...]:
     return tuple(sorted({float(q) for q in bins}))
 
 
+def _targets(value: Any) -> tuple[int, ...] | tuple[str, ...] | None:
+    """At least two distinct token ids (integers >= 0) or two distinct words (strings), not mixed."""
+    if value is None:
+        return None
+    expected = "a sequence of at least two distinct token ids (integers >= 0) or words (strings), e.g. [' positive', ' negative']"
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        raise _bad(value, expected)
+    items = tuple(operator.index(v) if _is_integer(v) else v for v in value)
+    integers = all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in items)
+    words = all(isinstance(v, str) and v != "" for v in items)
+    if not (integers or words):
+        raise _bad(value, expected)
+    if len(set(items)) < 2 or len(set(items)) != len(items):
+        raise _bad(value, expected + f"; got {len(items)} targets, {len(set(items))} distinct")
+    return items  # type: ignore[return-value]
+
+
+def _is_integer(value: Any) -> bool:
+    """An int, a numpy integer or a 0-d integer tensor (anything with ``__index__``), not a bool."""
+    return not isinstance(value, bool) and hasattr(value, "__index__")
+
+
 def _device(value: Any) -> str | None:
     if value is None:
         return None
@@ -257,15 +286,33 @@ _RULES: dict[str, Callable[[Any], Any]] = {
     "layer": _any_integer,
     "head": _choice("mean", integer=True),
     "aggregation": _choice("attention", "rollout"),
-    "query": _choice("auto", "first", "last", integer=True),
+    "query": _choice("auto", "first", "last", "all", integer=True),
+    "replace": _choice("head", "layer"),
+    "sink": _choice("auto", "keep", "exclude"),
     "per_head": _boolean,
+    "targets": _targets,
     "batch_size": _integer(1),
     "device": _device,
     "worst": _integer(0),
+    "redact": _boolean,
     "progress": _boolean,
 }
 
 OPTION_NAMES: tuple[str, ...] = tuple(_RULES)
+
+
+def _target_text(text: str) -> tuple[Any, ...] | None:
+    """``2731, 3524`` or ``" positive", " negative"`` (quotes keep a word's spaces); empty: None."""
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    if not parts:
+        return None
+    values: list[Any] = []
+    for part in parts:
+        if len(part) >= 2 and part[0] == part[-1] and part[0] in "'\"":
+            values.append(part[1:-1])
+        else:
+            values.append(int(part) if part.isdigit() else part)
+    return tuple(values)
 
 
 def _suggest(name: str, known: Iterable[str]) -> str:
@@ -303,6 +350,8 @@ def parse_option_text(name: str, text: str) -> Any:
             raise AttnFaithError(f"option aopc_bins={text!r} is not valid: expected fractions, e.g. 0.01 0.05 0.1") from None
     if name == "device":
         return text or None
+    if name == "targets":
+        return _target_text(text)
     if isinstance(default, bool):
         lowered = text.strip().lower()
         if lowered in ("1", "true", "yes", "on"):

@@ -14,6 +14,8 @@ from typing import Any, overload
 
 import numpy as np
 
+from pytest_attnfaith.formatting import plural
+
 SCHEMA_VERSION = 2
 
 
@@ -104,7 +106,7 @@ class CheckResult:
         if self.note:
             return self.note
         if self.instances_needed is not None:
-            return f"about {self.instances_needed:,} instances would decide it"
+            return f"about {plural(self.instances_needed, 'instance')} would decide it"
         return "the statistic sits on the threshold"
 
     def to_dict(self) -> dict[str, Any]:
@@ -132,6 +134,16 @@ class CheckResult:
 
 
 ANSWERS = {"yes": True, "no": False}
+
+
+def question_answer(verdicts: Sequence[str]) -> str:
+    """A question's answer from the verdicts of its checks that ran: ``yes`` (all passed), ``no`` (one failed),
+    ``inconclusive`` (else), ``not tested`` (none ran)."""
+    if not verdicts:
+        return "not tested"
+    if "failed" in verdicts:
+        return "no"
+    return "yes" if all(verdict == "passed" for verdict in verdicts) else "inconclusive"
 
 
 @dataclass
@@ -202,6 +214,12 @@ class Report:
     def to_json(self, **kwargs: Any) -> str:
         kwargs.setdefault("indent", 2)
         return json.dumps(self.to_dict(), **kwargs)
+
+    def _repr_html_(self) -> str:
+        """The audit as the HTML report shows it (checks, Jain & Wallace figures, heat maps): what a notebook displays."""
+        from pytest_attnfaith.report.html import audit_html
+
+        return audit_html(self.to_dict(), f"audit of {self.model.get('class', 'a model')}")
 
     def summary(self) -> str:
         """A few lines: the verdict, each question's answer, each check with its interval against its threshold."""

@@ -3,7 +3,7 @@
 Used by the project's tests, the demo and the benchmarks (and handy for users who want to see a
 failing and a passing audit in seconds). Vocabulary: 0 is padding; ``POSITIVE`` and ``NEGATIVE``
 tokens carry the label; ``DISTRACTORS`` are neutral tokens some models attend to; the rest are
-neutral.
+neutral. ``WORDS`` gives each id a word, for reports (``af.wrap(..., vocabulary=WORDS)``).
 
 * ``faithful``: the evidence token reaches the output only through attention, and attention
   peaks on it: z = c · Σ_t α_t s_t with s_t the token's sentiment (±1, 0 for neutral tokens).
@@ -26,6 +26,15 @@ POSITIVE = (1, 2, 3, 4)
 NEGATIVE = (5, 6, 7, 8)
 DISTRACTORS = (9, 10, 11)
 SCALE = 3.0
+WORDS: tuple[str, ...] = (
+    "<pad>",
+    *("great", "wonderful", "excellent", "superb"),  # POSITIVE
+    *("awful", "terrible", "boring", "dreadful"),  # NEGATIVE
+    *("really", "quite", "actually"),  # DISTRACTORS
+    *("the", "movie", "film", "plot", "actors", "story", "was", "is", "and", "a", "with", "this", "it", "of"),
+    *("scenes", "script", "cast", "director", "ending", "music", "camera", "dialogue", "score", "screen", "hour"),
+    *("sequel", "studio", "premiere"),
+)
 
 
 class MaskedSoftmax(nn.Module):

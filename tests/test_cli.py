@@ -9,9 +9,10 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import torch
 
 from pytest_attnfaith.cli import main
-from pytest_attnfaith.zoo import sentiment_task
+from pytest_attnfaith.zoo import VOCAB, ZooModel, sentiment_task
 
 FACTORY_MODULE = "attnfaith_cli_models"
 FAST = ["--checks", "permutation,uniform,erasure", "--option", "permutations=8"]
@@ -36,6 +37,19 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
             def plain():
                 return torch.nn.Linear(2, 2)
 
+            def raises():
+                raise RuntimeError("checkpoint missing: model.pt")
+
+            def pickled():
+                return torch.load("pickled.pt")  # weights_only=True (torch's default) refuses a pickled module
+
+            class Broken(ZooModel):
+                def forward(self, input_ids, attention_mask=None):
+                    raise RuntimeError("shape mismatch in the head")
+
+            def broken():
+                return af.wrap(Broken("faithful"), attention="attn", embeddings="embed")
+
             NOT_CALLABLE = 3
             """
         )
@@ -46,6 +60,9 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         for ids, mask in zip(task.input_ids.tolist(), task.attention_mask.tolist(), strict=True)
     ]
     (tmp_path / "inputs.jsonl").write_text("".join(json.dumps({"input_ids": ids, "label": 1}) + "\n" for ids in rows))
+    rows[1][2] = VOCAB + 57
+    (tmp_path / "foreign.jsonl").write_text("".join(json.dumps({"input_ids": ids}) + "\n" for ids in rows))
+    torch.save(ZooModel("faithful"), tmp_path / "pickled.pt")
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.delitem(sys.modules, FACTORY_MODULE, raising=False)
@@ -77,14 +94,14 @@ def test_decorative_factory_model_exits_1_naming_the_failed_question(workdir: Pa
 
 def test_flags_and_generic_options_reach_the_audit(workdir: Path) -> None:
     argv = ["audit", f"{FACTORY_MODULE}:faithful", "inputs.jsonl", "--json", "out.json", "--seed", "3", "--epsilon", "0.1"]
-    argv += ["--require", "used", "--checks", "uniform", "--option", "worst=1", "--limit", "5"]
+    argv += ["--require", "used", "--checks", "uniform", "--option", "worst=1", "--limit", "6"]
     assert main(argv) == 0
     report = only_report(workdir / "out.json")
     assert report["options"]["seed"] == 3
     assert report["options"]["epsilon"] == 0.1
     assert report["options"]["worst"] == 1
     assert report["required"] == ["used"]
-    assert report["instances"]["count"] == 5
+    assert report["instances"]["count"] == 6
 
 
 def test_html_report_is_written(workdir: Path) -> None:
@@ -111,6 +128,21 @@ def test_html_report_is_written(workdir: Path) -> None:
         ("{m}:faithful", "broken.jsonl", [], "broken.jsonl:2 is not valid JSON"),
         ("{m}:faithful", "empty.txt", [], "has no inputs"),
         ("{m}:faithful", "inputs.jsonl", ["--json", "nowhere/out.json"], "folder nowhere does not exist"),
+        ("{m}:raises", "inputs.jsonl", [], "MODEL attnfaith_cli_models:raises raised RuntimeError: checkpoint missing: model.pt"),
+        (
+            "{m}:pickled",
+            "inputs.jsonl",
+            [],
+            "MODEL attnfaith_cli_models:pickled raised UnpicklingError: Weights only load failed",
+        ),
+        ("{m}:broken", "inputs.jsonl", [], "the audit raised RuntimeError: shape mismatch in the head"),
+        (
+            "{m}:faithful",
+            "foreign.jsonl",
+            [],
+            f"foreign.jsonl:2: token id {VOCAB + 57} is outside the model's vocabulary; expected ids 0..{VOCAB - 1}",
+        ),
+        ("{m}:faithful", "inputs.jsonl", ["--option", "device=cuda"], "option device='cuda' is not available on this machine"),
     ],
 )
 def test_bad_input_exits_2_with_a_message_and_no_traceback(
@@ -119,12 +151,31 @@ def test_bad_input_exits_2_with_a_message_and_no_traceback(
     (workdir / "texts.txt").write_text("a fine film\n")
     (workdir / "broken.jsonl").write_text('{"input_ids": [3, 4]}\n{"input_ids": [3,\n')
     (workdir / "empty.txt").write_text("\n \n")
+    if "device=cuda" in extra and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
     status = main(["audit", model.format(m=FACTORY_MODULE), inputs, *extra])
     err = capsys.readouterr().err
     assert status == 2
     assert err.startswith("attnfaith: error: ")
     assert message in err
-    assert "Traceback" not in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_traceback_flag_shows_where_an_error_came_from(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["audit", f"{FACTORY_MODULE}:raises", "inputs.jsonl", "--traceback"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" in err and 'raise RuntimeError("checkpoint missing: model.pt")' in err
+    assert err.strip().splitlines()[-1].startswith("attnfaith: error: MODEL")
+
+
+@pytest.mark.parametrize(("extra", "status"), [([], 1), (["--option", "inconclusive=pass"], 0)])
+def test_an_inconclusive_verdict_exits_as_the_inconclusive_option_says(
+    workdir: Path, capsys: pytest.CaptureFixture[str], extra: list[str], status: int
+) -> None:
+    argv = ["audit", f"{FACTORY_MODULE}:faithful", "inputs.jsonl", "--limit", "2", "--checks", "uniform", "--json", "out.json"]
+    assert main([*argv, *extra]) == status
+    assert only_report(workdir / "out.json")["verdicts"]["used"] == "inconclusive"
+    assert "inconclusive" in capsys.readouterr().out
 
 
 def test_console_process_exits_2_on_bad_input_without_traceback(tmp_path: Path) -> None:
@@ -166,6 +217,38 @@ def test_hugging_face_folder_with_text_inputs_shows_its_tokens(tmp_path: Path) -
     assert report["instances"]["count"] == 3
     assert report["instances"]["tokens"][1] == ["the", "plot", "was", "awful"]
     assert report["passed"] is (status == 0)
+
+
+def test_every_from_pretrained_of_the_command_refuses_remote_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    transformers = pytest.importorskip("transformers")
+    folder = tiny_bert_folder(tmp_path / "model")
+    (tmp_path / "texts.txt").write_text("a fine film\nthe plot was awful\n")
+    calls: list[tuple[str, object]] = []
+    for cls in (transformers.AutoConfig, transformers.AutoModelForSequenceClassification, transformers.AutoTokenizer):
+        original = cls.from_pretrained
+
+        def spy(*args, _original=original, _name=cls.__name__, **kwargs):  # the real loader, recording its arguments
+            calls.append((_name, kwargs.get("trust_remote_code", "not given")))
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(cls, "from_pretrained", spy)
+    assert main(["audit", str(folder), str(tmp_path / "texts.txt"), *FAST]) in (0, 1)
+    assert {name for name, _ in calls} == {"AutoConfig", "AutoModelForSequenceClassification", "AutoTokenizer"}
+    assert all(value is False for _, value in calls)
+
+
+def test_a_folder_that_needs_remote_code_exits_2_without_running_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("transformers")
+    folder = tmp_path / "custom"
+    folder.mkdir()
+    auto_map = {"AutoConfig": "configuration_custom.CustomConfig", "AutoModel": "modeling_custom.CustomModel"}
+    (folder / "config.json").write_text(json.dumps({"model_type": "my-custom-model", "auto_map": auto_map}))
+    (folder / "configuration_custom.py").write_text("raise SystemExit('remote code ran')\n")
+    (tmp_path / "texts.txt").write_text("a fine film\n")
+    assert main(["audit", str(folder), str(tmp_path / "texts.txt")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"attnfaith: error: cannot read the config in {folder}: The repository") and "custom code" in err
+    assert "remote code ran" not in err and len(err.strip().splitlines()) == 1
 
 
 def test_folder_without_config_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

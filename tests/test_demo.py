@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 
 from pytest_attnfaith import demo
+from pytest_attnfaith.zoo import WORDS
 
 
 def answers(used: bool, agrees: bool) -> list[dict]:
@@ -30,14 +32,38 @@ def test_expected_verdicts_need_a_used_agreeing_bilstm_and_a_decorative_twin(
     assert demo.expected_verdicts(tests) is expected
 
 
-def test_small_demo_writes_every_audit_to_its_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    path = tmp_path / "demo.json"
-    argv = ["--json", str(path), "--train", "32", "--test", "6", "--epochs", "1", "--command-model", "none"]
-    status = demo.main(argv)
+def test_small_demo_writes_every_audit_to_its_json_and_prints_only_paths_that_remain(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "out" / "demo.json"
+    argv = ["--json", str(path), "--html", str(tmp_path / "demo.html"), "--train", "32", "--test", "6", "--epochs", "1"]
+    status = demo.main([*argv, "--command-model", "bilstm"])
     document = json.loads(path.read_text())
-    assert set(document["tests"]) == set(demo.MODELS)
+    command = "attnfaith audit pytest_attnfaith.demo:bilstm"
+    assert set(document["tests"]) == {*demo.MODELS, command}
     assert status == (0 if demo.expected_verdicts(document["tests"]) else 1)
     twin = document["tests"][demo.DECORATIVE][0]
     assert twin["answers"]["used"] is False
     assert all(len(reports[0]["checks"]) == 6 for reports in document["tests"].values())
-    assert str(path) in capsys.readouterr().out
+    assert document["tests"][command][0]["instances"]["tokens"][0][0] in WORDS
+    out = capsys.readouterr().out
+    printed = {name.rstrip(":,.") for name in re.findall(rf"{re.escape(str(tmp_path))}\S*", out)}
+    assert {str(path), str(tmp_path / "out" / "demo-inputs.jsonl"), str(tmp_path / "demo.html")} <= printed
+    assert all(Path(name).exists() for name in printed)  # no temporary file that is gone afterwards
+    assert f"exit status {'0' if document['tests'][command][0]['passed'] else '1'}: the verdict" in out
+
+
+@pytest.mark.parametrize(
+    ("passed", "verdicts", "explained"),
+    [
+        (False, {"used": "yes", "agrees": "yes", "unique": "no"}, True),
+        (False, {"used": "yes", "agrees": "yes", "unique": "inconclusive"}, True),
+        (False, {"used": "no", "agrees": "yes", "unique": "no"}, False),
+        (True, {"used": "yes", "agrees": "yes", "unique": "yes"}, False),
+    ],
+)
+def test_a_verdict_failed_only_on_unique_is_explained_as_the_jain_wallace_finding(
+    passed: bool, verdicts: dict[str, str], explained: bool
+) -> None:
+    assert demo.failed_only_on_unique({"passed": passed, "verdicts": verdicts}) is explained
+    assert "Jain & Wallace's finding" in demo.UNIQUE_NOTE and "require=('used', 'agrees') passes" in demo.UNIQUE_NOTE

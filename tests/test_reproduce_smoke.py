@@ -71,7 +71,7 @@ def test_only_transformer_fine_tunes_minilm_and_audits_layers_heads_and_rollout(
     assert result["models"] == [] and result["transformer"]["trained_on"] == 8
     audit = result["transformer"]["audit"]
     heads = {(row["layer"], row["head"]) for row in audit["per_head"]["per_head"]}
-    assert heads == {(layer, head) for layer in range(6) for head in range(12)}
+    assert heads == {(layer, head) for layer in range(6) for head in (*range(12), "all")}
     assert audit["rollout"]["options"]["aggregation"] == "rollout"
     assert "MiniLM fine-tuned on SST" in (out / "r.md").read_text()
 

@@ -17,6 +17,8 @@ PAPER = {  # Jain & Wallace 2019, Table 2, BiLSTM: mean ± std (fraction with p 
     "AG News": {"gradient": (0.39, 0.13, 0.86), "loo": (0.37, 0.15, 0.80)},
 }
 MARK = {True: "yes", False: "**no**", None: "–"}
+VERDICT_MARK = {"yes": "yes", "no": "**no**", "inconclusive": "*inconclusive*", "not tested": "–"}
+CHECK_MARK = {"passed": "pass", "failed": "FAIL", "inconclusive": "inconclusive"}
 
 
 def _num(value: Any, digits: int = 2) -> str:
@@ -26,8 +28,9 @@ def _num(value: Any, digits: int = 2) -> str:
 def _tau(check: dict[str, Any] | None) -> str:
     if check is None:
         return "–"
-    d = check["details"]
-    return f"{_num(d['mean'])} ± {_num(d['std'])} ({_num(d['fraction_significant'])})"
+    d, (low, high) = check["details"], check["interval"]
+    mark = "" if check["verdict"] == "passed" else f", {CHECK_MARK[check['verdict']]}"
+    return f"{_num(d['mean'])} ± {_num(d['std'])} ({_num(d['fraction_significant'])}) [{_num(low)}, {_num(high)}{mark}]"
 
 
 def _paper(dataset: str, model: str, name: str) -> str:
@@ -59,8 +62,8 @@ def agreement_table(models: list[dict[str, Any]]) -> str:
 def _fraction(check: dict[str, Any] | None, value: str) -> str:
     if check is None:
         return "–"
-    verdict = "pass" if check["passed"] else "FAIL"
-    return f"{value}; {_num(check['statistic'])} flagged, {verdict}"
+    low, high = check["interval"]
+    return f"{value}; {_num(check['statistic'])} [{_num(low)}, {_num(high)}] flagged, {CHECK_MARK[check['verdict']]}"
 
 
 def _median(check: dict[str, Any] | None, digits: int) -> str:
@@ -71,7 +74,7 @@ def verdict_table(models: list[dict[str, Any]]) -> str:
     """Per model: the used / unique checks' statistics and the answer to each question."""
     rows = []
     for m in models:
-        checks, answers = m["report"]["checks"], m["report"]["answers"]
+        checks, verdicts = m["report"]["checks"], m["report"]["verdicts"]
         perm, adv = checks.get("permutation"), checks.get("adversarial")
         rows.append([
             m["dataset"], m["model"],
@@ -79,7 +82,7 @@ def verdict_table(models: list[dict[str, Any]]) -> str:
             _fraction(checks.get("uniform"), f"median TVD {_median(checks.get('uniform'), 3)}"),
             _fraction(checks.get("erasure"), f"median Δ {_median(checks.get('erasure'), 3)}"),
             _fraction(adv, f"median max JSD {_median(adv, 2)}"),
-            *(MARK[answers.get(q)] for q in QUESTIONS),
+            *(VERDICT_MARK[verdicts.get(q, "not tested")] for q in QUESTIONS),
         ])  # fmt: skip
     return _table(["data", "model", "permutation", "uniform", "erasure", "adversarial", *QUESTIONS], rows)
 
@@ -107,9 +110,10 @@ def history_table(models: list[dict[str, Any]]) -> str:
 
 
 def head_answers(rows: list[dict[str, Any]]) -> dict[tuple[int, int], dict[str, bool | None]]:
-    """From a Report's ``per_head`` rows: per (layer, head), each question's answer (None: no check ran)."""
+    """From a Report's ``per_head`` rows: per (layer, head), each question's answer (None: no check ran); the layers'
+    own rows (``head: "all"``) are left out."""
     passed: dict[tuple[int, int], dict[str, bool]] = {}
-    for row in rows:
+    for row in (row for row in rows if row["head"] != "all"):
         passed.setdefault((row["layer"], row["head"]), {})[row["check"]] = row["passed"]
     out = {}
     for key, checks in passed.items():
@@ -132,7 +136,7 @@ def transformer_tables(result: dict[str, Any]) -> str:
         report = result["audit"][name]
         checks = report["checks"]
         stats = [f"{c} {_num(checks[c]['statistic'])}{'' if checks[c]['passed'] else ' ✗'}" for c in checks]
-        rows.append([name, "; ".join(stats), *(MARK[report["answers"].get(q)] for q in QUESTIONS)])
+        rows.append([name, "; ".join(stats), *(VERDICT_MARK[report["verdicts"].get(q, "not tested")] for q in QUESTIONS)])
     parts.append(_table(["attention read", "statistics (✗ = failed)", *QUESTIONS], rows))
     answers = head_answers(result["audit"]["per_head"]["per_head"])
     layers = sorted({layer for layer, _ in answers})
@@ -233,6 +237,7 @@ def head_figure(rows: list[dict[str, Any]]) -> str:
     """MiniLM: layer × head heat maps of each check's statistic."""
     import matplotlib.pyplot as plt
 
+    rows = [row for row in rows if row["head"] != "all"]
     checks = list(dict.fromkeys(row["check"] for row in rows))
     layers = sorted({row["layer"] for row in rows})
     heads = sorted({row["head"] for row in rows})

@@ -24,9 +24,10 @@ def test_attention_is_used_and_agrees(attnfaith, request, name, seed):
 
 
 def test_attention_is_not_the_unique_explanation(attnfaith, bilstm):
-    """Jain & Wallace's finding holds for our BiLSTM too: other heat maps give the same outputs."""
+    """Jain & Wallace's finding holds for our BiLSTM too: other heat maps give the same outputs, on about half of
+    the reviews, so the audit cannot show that its attention is the unique explanation ("no" or "inconclusive")."""
     report = attnfaith.audit(bilstm, review_batch(), checks=["adversarial"])
-    assert report.answers["unique"] is False
+    assert report.verdicts["unique"] != "yes"
     assert report.checks["adversarial"].details["exact"] == report.checks["adversarial"].per_instance.size
 
 

@@ -23,11 +23,24 @@ from torch import Tensor, nn
 
 from pytest_attnfaith.adapters.inputs import Batch
 from pytest_attnfaith.errors import AttentionUnavailableError, AttnFaithError
+from pytest_attnfaith.formatting import plural
 from pytest_attnfaith.metrics import binary_logit_gap, distribution_tolerance, logits_of, output_distribution
 from pytest_attnfaith.options import Options
 
 EditFn = Callable[..., Tensor]
 EmbeddingsFn = Callable[[Tensor], Tensor]
+
+
+class NonFiniteOutputError(AttnFaithError):
+    """The model's output holds NaN or inf; ``row`` is the first such row of the pass."""
+
+    def __init__(self, row: int, logits: Tensor) -> None:
+        self.row = row
+        self.values = [round(value, 4) for value in logits.detach().reshape(logits.shape[0], -1)[row, :4].tolist()]
+        super().__init__(self.describe(f"row {row} of a pass with edited attention or tokens (a counterfactual)"))
+
+    def describe(self, where: str) -> str:
+        return f"the model's output contains NaN or inf for {where} (logits {self.values}); expected finite logits"
 
 
 @dataclass
@@ -43,6 +56,10 @@ class Edit:
     def chunk(self, part: slice) -> Edit:
         return Edit(self.fn, {name: value[part] for name, value in self.params.items()})
 
+    def select(self, index: Tensor) -> Edit:
+        """The edit of instances ``index`` (in that order, repeats allowed)."""
+        return Edit(self.fn, {name: value[index.to(value.device)] for name, value in self.params.items()})
+
     def __call__(self, rows: Tensor, real: Tensor) -> Tensor:
         return self.fn(rows, real, **self.params)
 
@@ -50,37 +67,128 @@ class Edit:
 @dataclass
 class Forward:
     """One forward pass: output distribution (n, C), attention rows read (n, H, Tk) before any
-    edit, the distribution the checks use (n, Tk), and the embeddings' output when captured."""
+    edit, the distribution the checks use (n, Tk), and the embeddings' output when captured.
+
+    ``layer_rows``: with ``record_layers``, the rows read at every layer that ran (layer → (n, H, Tk));
+    ``captured``: with ``capture_attention``, the chosen layer's whole attention (n, H, Tq, Tk) as a leaf of the
+    graph, so that gradients of the output reach it."""
 
     probs: Tensor
     rows: Tensor
     attention: Tensor
     embeddings: Tensor | None = None
     gap: Tensor | None = None  # binary outputs: log p₁ − log p₀ from the logits, exact where p saturates
+    layer_rows: dict[int, Tensor] | None = None
+    captured: Tensor | None = None
+
+
+@dataclass
+class QueryRows:
+    """Where the read query rows sit in the attention tensor (m, H, Tq, Tk) that a layer computes.
+
+    One *pair* per query row read: ``owner[p]`` the instance it belongs to (an instance's read row is the mean
+    over its pairs), ``query[p]`` its index on the tensor's query axis, ``position[p]`` the token it is in the
+    instance (for a causal mask), ``batch[p]`` its row of the tensor (None: ``owner``), ``keys[p, t]`` the key
+    column that holds token t (None: column t). ``pooled``: some instance has several pairs."""
+
+    owner: Tensor
+    query: Tensor
+    position: Tensor
+    batch: Tensor | None = None
+    keys: Tensor | None = None
+    pooled: bool = False
+
+    @classmethod
+    def one_per_instance(cls, query: Tensor) -> QueryRows:
+        return cls(owner=torch.arange(len(query), device=query.device), query=query, position=query)
+
+    @classmethod
+    def every_real_row(cls, real: Tensor, mask: Tensor) -> QueryRows:
+        """Every real query row (an instance without one: its first attended row), for ``query="all"``."""
+        rows = real | (~real.any(dim=1, keepdim=True) & (mask.cumsum(dim=1) == 1) & mask)
+        rows[~rows.any(dim=1), 0] = True
+        owner, position = rows.nonzero(as_tuple=True)
+        return cls(owner=owner, query=position, position=position, pooled=True)
+
+    def rows_of(self, native: Tensor) -> Tensor:
+        """The pairs' rows (P, H, T) of the attention tensor, one column per token."""
+        batch = self.owner if self.batch is None else self.batch
+        rows = native[batch, :, self.query.clamp(max=native.shape[-2] - 1), :]
+        if self.keys is not None:
+            rows = rows.gather(-1, self.keys[:, None, :].expand(-1, rows.shape[1], -1))
+        return rows
+
+    def write(self, native: Tensor, rows: Tensor) -> Tensor:
+        """A copy of the attention tensor with the pairs' rows replaced by ``rows`` (P, H, T)."""
+        if self.keys is not None:
+            index = self.keys[:, None, :].expand(-1, rows.shape[1], -1)
+            rows = rows.new_zeros(rows.shape[:2] + native.shape[-1:]).scatter(-1, index, rows)
+        batch = self.owner if self.batch is None else self.batch
+        result = native.clone()
+        result[batch, :, self.query.clamp(max=native.shape[-2] - 1)] = rows
+        return result
+
+    def pool(self, rows: Tensor, size: int) -> Tensor:
+        """Per instance, the mean of its pairs' rows: (P, H, T) → (size, H, T)."""
+        if not self.pooled:
+            return rows
+        total = rows.new_zeros((size, *rows.shape[1:])).index_add_(0, self.owner, rows)
+        count = torch.bincount(self.owner, minlength=size).clamp(min=1).to(rows.dtype)
+        return total / count[:, None, None]
+
+    def select(self, index: Tensor) -> QueryRows:
+        """The pairs of instances ``index`` (one pair per instance), renumbered 0..len(index)-1."""
+        assert not self.pooled and self.batch is None and self.keys is None
+        return QueryRows.one_per_instance(self.query[index])
 
 
 @dataclass
 class _Armed:
+    """What the tap does during one pass. ``heads[i]``: the only head instance i's edit touches (None: every
+    head); ``causal``: whether the layer masks future keys (None: read it from the weights); ``capture``: hand
+    the attention on as a leaf of the graph (``captured``)."""
+
     size: int
-    query: Tensor
+    at: QueryRows
     real: Tensor
     mask: Tensor
     edit: Edit | None
     detach: bool
+    heads: Tensor | None = None
+    causal: bool | None = None
+    capture: bool = False
     calls: int = 0
     rows: Tensor | None = None
+    captured: Tensor | None = None
+
+    def select(self, index: Tensor) -> _Armed:
+        """The same pass for instances ``index`` only (one pair per instance)."""
+        return _Armed(
+            size=len(index),
+            at=self.at.select(index),
+            real=self.real[index],
+            mask=self.mask[index],
+            edit=self.edit.select(index) if self.edit is not None else None,
+            detach=self.detach,
+            heads=self.heads[index] if self.heads is not None else None,
+            causal=self.causal,
+        )
 
 
 class AttentionTap:
-    """Reads and replaces the chosen query row of an attention tensor as the model computes it.
+    """Reads and replaces the chosen query rows of an attention tensor as the model computes it.
 
     An adapter's hook passes each attention tensor it intercepts through ``apply``. Accepted
     shapes: (n, Tk) — one distribution per instance; (n, Tk, 1); (n·H, Tq, Tk); (n, H, Tq, Tk).
+    A query row's counterfactual lives on the keys it may see: an edited row that puts weight on
+    a padded key, or (causal attention) on a later token, is restricted to the visible keys and
+    renormalised (rows that need it only; uniform over them if nothing is left).
     """
 
     def __init__(self, where: str) -> None:
         self.where = where
         self.armed: _Armed | None = None
+        self.causal: bool | None = None  # read from the first square attention tensor seen (adapters may say)
 
     def arm(self, armed: _Armed) -> None:
         self.armed = armed
@@ -89,32 +197,67 @@ class AttentionTap:
         armed, self.armed = self.armed, None
         return armed
 
+    def peek(self, native: Tensor) -> Tensor | None:
+        """The rows the armed pass would read from ``native`` (another layer's attention), without editing."""
+        armed = self.armed
+        if armed is None:
+            return None
+        attn = self._as_4d(native, armed.size)
+        self._check_keys(attn, armed)
+        return armed.at.pool(armed.at.rows_of(attn).detach(), armed.real.shape[0])
+
     def apply(self, native: Tensor) -> Tensor:
         armed = self.armed
         if armed is None:
             return native
         armed.calls += 1
         attn = self._as_4d(native, armed.size)
-        tq, tk = attn.shape[-2], attn.shape[-1]
-        if tk != armed.real.shape[1]:
-            raise AttentionUnavailableError(
-                f"the attention at {self.where} has {tk} key positions but the inputs have {armed.real.shape[1]} tokens; "
-                "expected attention over the input tokens (self-attention over input_ids)"
-            )
-        query = armed.query.clamp(max=tq - 1)
-        index = torch.arange(armed.size, device=attn.device)
-        rows = attn[index, :, query, :]
-        armed.rows = rows.detach()
+        self._check_keys(attn, armed)
+        if self.causal is None and armed.causal is None:
+            tq, tk = attn.shape[-2:]
+            self.causal = tq == tk > 1 and bool((attn.detach().triu(1) == 0).all())
+        rows = armed.at.rows_of(attn)
+        armed.rows = armed.at.pool(rows.detach(), armed.real.shape[0])
         result = attn
+        if armed.capture:
+            result = armed.captured = attn.detach().requires_grad_(True)
         if armed.edit is not None:
-            new_rows = armed.edit(rows, armed.real).to(attn.dtype)
-            at_query = torch.nn.functional.one_hot(query, tq).bool()[:, None, :, None]
-            result = torch.where(at_query, new_rows[:, :, None, :], attn)
+            result = armed.at.write(result, self._edited(armed, rows, attn))
         if armed.detach:
             result = result.detach()
         if result is attn:
             return native
         return result.reshape(native.shape)
+
+    def _check_keys(self, attn: Tensor, armed: _Armed) -> None:
+        tk = attn.shape[-1]
+        if armed.at.keys is None and tk != armed.real.shape[1]:
+            raise AttentionUnavailableError(
+                f"the attention at {self.where} has {tk} key positions but the inputs have {armed.real.shape[1]} tokens; "
+                "expected attention over the input tokens (self-attention over input_ids)"
+            )
+
+    def _edited(self, armed: _Armed, rows: Tensor, attn: Tensor) -> Tensor:
+        """The pairs' new rows (P, H, T): the edit, on the keys each row may see, on the heads it may touch."""
+        assert armed.edit is not None
+        at = armed.at
+        visible = armed.mask[at.owner] & self._window(armed)
+        edit = armed.edit.select(at.owner) if at.pooled else armed.edit
+        new = _restricted(edit(rows, armed.real[at.owner] & visible).to(attn.dtype), visible)
+        if armed.heads is None:
+            return new
+        heads = rows.shape[1]
+        alone = torch.arange(heads, device=rows.device) == (armed.heads[at.owner] % heads)[:, None]
+        return torch.where(alone[:, :, None], new, rows)
+
+    def _window(self, armed: _Armed) -> Tensor:
+        """(P, T): the keys each pair's query may see under the layer's causal mask (all keys if it has none)."""
+        length = armed.real.shape[1]
+        causal = armed.causal if armed.causal is not None else self.causal
+        tokens = torch.arange(length, device=armed.real.device)
+        if not causal:
+            return torch.ones(len(armed.at.owner), length, dtype=torch.bool, device=armed.real.device)
+        return tokens[None, :] <= armed.at.position[:, None]
 
     def _as_4d(self, native: Tensor, size: int) -> Tensor:
         shape = tuple(native.shape)
@@ -140,6 +283,19 @@ class AttentionTap:
         )
 
 
+def _restricted(rows: Tensor, visible: Tensor) -> Tensor:
+    """Rows (P, H, T) with weight off the visible keys (P, T) moved back onto them: zeroed and renormalised
+    (uniform over the visible keys where nothing is left); rows without such weight are returned as they are."""
+    inside = visible[:, None, :]
+    leaks = torch.where(inside, torch.zeros_like(rows), rows).abs().sum(dim=-1, keepdim=True) > 0
+    if not bool(leaks.any()):
+        return rows
+    kept = torch.where(inside, rows, torch.zeros_like(rows))
+    total = kept.sum(dim=-1, keepdim=True)
+    flat = inside.to(rows.dtype) / inside.sum(dim=-1, keepdim=True).clamp(min=1).to(rows.dtype)
+    return torch.where(leaks, torch.where(total > 0, kept / total.clamp(min=torch.finfo(rows.dtype).tiny), flat), rows)
+
+
 class AttentionModel(ABC):
     """Run a model, read its attention, replace it, and capture its embeddings' output."""
 
@@ -154,6 +310,8 @@ class AttentionModel(ABC):
         self._capture_embeddings = False
         self._replace_embeddings: EmbeddingsFn | None = None
         self._heads = 1
+        self._layer_rows: dict[int, Tensor] | None = None
+        self.targets: Tensor | None = None
 
     # -- what subclasses provide -------------------------------------------------------------
     @abstractmethod
@@ -169,11 +327,31 @@ class AttentionModel(ABC):
 
     def describe(self) -> dict[str, Any]:
         """What was read and what was replaced, for the report."""
-        return {"class": type(self.module).__name__, "adapter": self.kind, "attention": self.tap.where}
+        return {
+            "class": type(self.module).__name__,
+            "adapter": self.kind,
+            "attention": self.tap.where,
+            "output": self.describe_output(),
+        }
 
     def layer_indices(self) -> list[int]:
         """The attention layers that can be read (one for a wrapped module)."""
         return [self.options.layer]
+
+    def read_layer(self) -> int:
+        """The layer read and replaced under the current options (an element of ``layer_indices``)."""
+        return self.options.layer
+
+    def causal_attention(self) -> bool | None:
+        """Whether the read layer masks future keys (None: not known before its weights are seen)."""
+        return self.tap.causal
+
+    def attention_is_causal(self, batch: Batch) -> bool:
+        """``causal_attention()``, running one instance first if it is not known yet."""
+        self._prepare(batch)
+        if self.causal_attention() is None:
+            self.forward(batch.select(slice(0, 1)))
+        return bool(self.causal_attention())
 
     def head_count(self, layer: int) -> int:
         """Heads of the attention read at ``layer`` (known after a forward pass)."""
@@ -191,14 +369,49 @@ class AttentionModel(ABC):
             for row, real in zip(batch.input_ids.tolist(), batch.real.tolist(), strict=True)
         ]
 
-    def read(self, rows: Tensor) -> Tensor:
-        """The distribution the checks use, from the per-head rows (n, H, Tk)."""
+    def read(self, rows: Tensor, heads: Tensor | None = None) -> Tensor:
+        """The distribution the checks use, from the per-head rows (n, H, Tk): the mean over heads or the head
+        chosen (``heads``: per instance, its own head)."""
+        if heads is not None:
+            return rows[torch.arange(rows.shape[0], device=rows.device), heads.to(rows.device) % rows.shape[1]]
         head = self.options.head
         if head == "mean":
             return rows.mean(dim=1)
         if not -rows.shape[1] <= int(head) < rows.shape[1]:
-            raise AttnFaithError(f"option head={head} is out of range: the attention has {rows.shape[1]} heads")
+            raise AttnFaithError(f"option head={head} is out of range: the attention has {plural(rows.shape[1], 'head')}")
         return rows[:, int(head)]
+
+    def edited_heads(self, batch: Batch) -> Tensor | None:
+        """Per instance, the one head its counterfactuals edit (None: every head of the layer): the batch's own
+        heads (the atlas), else ``head`` when it names one and ``replace="head"``."""
+        if batch.heads is not None:
+            return batch.heads
+        if self.options.replace == "head" and self.options.head != "mean":
+            return torch.full((batch.size,), int(self.options.head), device=batch.input_ids.device)
+        return None
+
+    def resolve_targets(self, targets: tuple[Any, ...] | None) -> Tensor | None:
+        """The logits the output is the softmax over (``targets``), as column indices; words need a tokenizer."""
+        if targets is None:
+            return None
+        if isinstance(targets[0], str):
+            raise AttnFaithError(
+                f"targets={list(targets)!r} are words, but {type(self.module).__name__} has no tokenizer to turn them into "
+                "ids; expected the indices of its logits (e.g. targets=[0, 1]), or a Hugging Face model with a tokenizer"
+            )
+        return torch.tensor(targets, dtype=torch.long)
+
+    def replaced_rows(self) -> str:
+        """Which rows the counterfactuals replace, in words."""
+        rows = "every real query row" if self.options.query == "all" else "the query row"
+        alone = self.options.replace == "head" and self.options.head != "mean"
+        return f"{rows} of {f'head {self.options.head} alone' if alone else 'every head'}"
+
+    def describe_output(self) -> str | dict[str, Any]:
+        """What the output distribution is, for ``report.model["output"]``."""
+        if self.targets is None:
+            return "logits"
+        return {"distribution": "softmax over the target logits", "ids": self.targets.tolist()}
 
     # -- shared machinery ---------------------------------------------------------------------
     @property
@@ -224,6 +437,7 @@ class AttentionModel(ABC):
         original = next((t.device for t in self.module.parameters()), None)
         moved = original is not None and options.device is not None and torch.device(options.device) != original
         try:
+            self.targets, self.tap.causal = self.resolve_targets(options.targets), None
             if moved:
                 self.module.to(self.device)
             self.module.eval()
@@ -234,6 +448,12 @@ class AttentionModel(ABC):
                 sub.training = training.get(name, sub.training)
             if moved:
                 self.module.to(original)
+
+    def query_rows(self, batch: Batch) -> QueryRows:
+        """The query rows read and replaced: one per instance, or every real row (``query="all"``)."""
+        if self.options.query == "all":
+            return QueryRows.every_real_row(batch.real.bool(), batch.attention_mask.bool())
+        return QueryRows.one_per_instance(self.query_positions(batch))
 
     def query_positions(self, batch: Batch) -> Tensor:
         """Per instance, the query row read in (B, H, Tq, Tk) attention: first or last real token."""
@@ -292,33 +512,41 @@ class AttentionModel(ABC):
         grad: bool = False,
         detach_attention: bool = False,
         capture_embeddings: bool = False,
+        capture_attention: bool = False,
+        record_layers: bool = False,
         embeddings: EmbeddingsFn | None = None,
     ) -> Forward:
         """One pass over ``batch`` (moved to the model's device), optionally editing the attention.
 
+        ``record_layers``: also read the query rows of every layer that runs (``Forward.layer_rows``).
         ``embeddings``: a function of the embeddings' output (n, T, D) that returns what the model sees instead
         (with ``capture_embeddings``, the leaf ``Forward.embeddings`` is the replacement)."""
         self._prepare(batch)
         batch = batch.to(self.device)
         armed = _Armed(
             size=batch.size,
-            query=self.query_positions(batch),
+            at=self.query_rows(batch),
             real=batch.real,
             mask=batch.attention_mask.bool(),
             edit=edit,
             detach=detach_attention,
+            heads=self.edited_heads(batch),
+            causal=self.causal_attention(),
+            capture=capture_attention,
         )
         self.tap.arm(armed)
         self._capture_embeddings = capture_embeddings
         self._replace_embeddings = embeddings
         self._embeddings_leaf = None
+        self._layer_rows = {} if record_layers else None
         try:
-            with torch.set_grad_enabled(grad or capture_embeddings):
+            with torch.set_grad_enabled(grad or capture_embeddings or capture_attention):
                 output = self._call(batch.model_kwargs())
         finally:
             self.tap.disarm()
             self._capture_embeddings = False
             self._replace_embeddings = None
+            layer_rows, self._layer_rows = self._layer_rows, None
         if armed.calls == 0 or armed.rows is None:
             raise AttentionUnavailableError(
                 f"the attention at {self.tap.where} was never computed during the forward pass; "
@@ -335,12 +563,22 @@ class AttentionModel(ABC):
             raise AttentionUnavailableError(
                 "the embeddings module was never called during the forward pass; expected it to run once"
             )
-        return Forward(probs=probs, rows=armed.rows, attention=self.read(armed.rows), embeddings=self._embeddings_leaf, gap=gap)
+        if layer_rows is not None:
+            layer_rows.setdefault(self.read_layer(), armed.rows)
+        return Forward(
+            probs=probs,
+            rows=armed.rows,
+            attention=self.read(armed.rows, batch.heads),
+            embeddings=self._embeddings_leaf,
+            gap=gap,
+            layer_rows=layer_rows,
+            captured=armed.captured,
+        )
 
     def _outputs(self, output: Any, size: int) -> tuple[Tensor, Tensor | None]:
         """The output distribution p (n, C) and, for two classes, the logit gap log p₁ − log p₀."""
         try:
-            logits = logits_of(output)
+            logits = self._target_logits(logits_of(output))
             probs = output_distribution(logits)
             gap = binary_logit_gap(logits)
         except (TypeError, ValueError) as err:
@@ -349,8 +587,9 @@ class AttentionModel(ABC):
             raise AttnFaithError(
                 f"the model returned {probs.shape[0]} rows of logits for {size} instances; expected one row per instance"
             )
-        if not torch.isfinite(probs).all():
-            raise AttnFaithError("the model's output contains NaN or inf; expected finite logits")
+        finite = torch.isfinite(probs).all(dim=1)
+        if not finite.all():
+            raise NonFiniteOutputError(int((~finite).nonzero()[0]), logits)
         return probs, gap
 
     def rollout(self, batch: Batch) -> Tensor:
@@ -367,19 +606,57 @@ class AttentionModel(ABC):
         finally:
             self.options = saved
 
-    def forward_chunked(self, batch: Batch) -> Forward:
+    def _target_logits(self, logits: Tensor) -> Tensor:
+        """The columns named by ``targets`` (all of them without)."""
+        if self.targets is None:
+            return logits
+        if logits.dim() != 2 or int(self.targets.max()) >= logits.shape[1]:
+            raise AttnFaithError(
+                f"targets={self.targets.tolist()} select logits, but {type(self.module).__name__} returned logits of shape "
+                f"{tuple(logits.shape)}; expected (B, C) with every target below C"
+            )
+        return logits[:, self.targets.to(logits.device)]
+
+    def forward_chunked(self, batch: Batch, record_layers: bool = False) -> Forward:
         """``forward`` over a large batch without edits or gradients, in chunks of ``batch_size`` (bounded memory)."""
         size = self.options.batch_size
         fields: dict[str, Tensor | None] = {"probs": None, "rows": None, "attention": None, "gap": None}
+        layer_rows: dict[int, Tensor] = {}
         for start in range(0, batch.size, size):
             part = slice(start, min(start + size, batch.size))
-            forward = self.forward(batch.select(part))
+            try:
+                forward = self.forward(batch.select(part), record_layers=record_layers)
+            except NonFiniteOutputError as err:
+                raise AttnFaithError(err.describe(f"instance {start + err.row} of the inputs")) from None
             for name in fields:
                 value = getattr(forward, name)
                 fields[name] = None if value is None else write_chunk(fields[name], part, value.detach(), batch.size)
+            for layer, value in (forward.layer_rows or {}).items():
+                layer_rows[layer] = write_chunk(layer_rows.get(layer), part, value, batch.size)
         probs, rows, attention = fields["probs"], fields["rows"], fields["attention"]
         assert probs is not None and rows is not None and attention is not None
-        return Forward(probs=probs, rows=rows, attention=attention, gap=fields["gap"])
+        return Forward(
+            probs=probs, rows=rows, attention=attention, gap=fields["gap"], layer_rows=layer_rows if record_layers else None
+        )
+
+    def read_share(self, batch: Batch) -> Tensor | None:
+        """Per instance, the share of the output's sensitivity to the read layer's attention A that flows through
+        the query rows read: Σ over read rows of |∂p_ŷ/∂A ⊙ A| / Σ over every attended query row (p_ŷ the
+        predicted class's probability). None where the attention has one query row; NaN without a gradient path."""
+        forward = self.forward(batch, capture_attention=True)
+        captured = forward.captured
+        if captured is None or captured.shape[-2] == 1:
+            return None
+        chosen = forward.probs.gather(1, forward.probs.argmax(dim=1, keepdim=True)).sum()
+        grad = torch.autograd.grad(chosen, captured, allow_unused=True)[0] if chosen.requires_grad else None
+        if grad is None:
+            return torch.full((batch.size,), float("nan"), dtype=torch.float64)
+        flow = (grad.double() * captured.detach().double()).abs().sum(dim=(1, 3))
+        at = self.query_rows(batch.to(flow.device))
+        read = torch.zeros_like(flow).index_put_((at.owner, at.query.clamp(max=flow.shape[1] - 1)), torch.ones(()).double())
+        mask = batch.attention_mask.to(flow.device).bool()[:, : flow.shape[1]]
+        total = torch.where(mask, flow, 0.0).sum(dim=1)
+        return ((flow * read).sum(dim=1) / total).cpu()
 
     def run_rows(
         self,

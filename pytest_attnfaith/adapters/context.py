@@ -29,7 +29,7 @@ alike. (The adversarial search backpropagates only through what the attention fe
 @dataclass
 class Context:
     """One audit's shared state. ``explanation`` is the (B, T) scoring under test (None: the attention read);
-    ``shared`` holds what is computed once and reused by every explanation tested on the same inputs
+    ``memo`` holds what is computed once and reused by every explanation tested on the same inputs
     (``dataclasses.replace(context, explanation=...)`` keeps the same dict)."""
 
     model: AttentionModel
@@ -37,13 +37,15 @@ class Context:
     options: Options
     reference: Forward
     explanation: Tensor | None = None
-    shared: dict[str, Any] = field(default_factory=dict)
+    memo: dict[str, Any] = field(default_factory=dict)
 
-    def once(self, key: str, compute: Callable[[], Value]) -> Value:
-        """``compute()`` the first time ``key`` is asked for, the stored value after."""
-        if key not in self.shared:
-            self.shared[key] = compute()
-        return self.shared[key]  # type: ignore[no-any-return]
+    def remember(self, key: str, compute: Callable[[], Value]) -> Value:
+        """``compute()`` once per context, under ``key``: what depends on the inputs alone, not on the scores
+        under test (an explainer's importance, a check's counterfactual values). The per-head atlas pre-fills
+        it with what does not depend on the head."""
+        if key not in self.memo:
+            self.memo[key] = compute()
+        return self.memo[key]  # type: ignore[no-any-return]
 
     @property
     def probs(self) -> Tensor:

@@ -20,7 +20,10 @@ from pytest_attnfaith.errors import AttnFaithError
 
 @dataclass(frozen=True)
 class Batch:
-    """Validated inputs. ``real[b, t]`` is true where position t of instance b enters statistics."""
+    """Validated inputs. ``real[b, t]`` is true where position t of instance b enters statistics.
+
+    ``heads[b]`` (never passed to the model), when set, is the attention head that instance b's read row
+    comes from and that its counterfactuals edit alone (the per-head atlas repeats each instance per head)."""
 
     input_ids: Tensor
     attention_mask: Tensor
@@ -28,6 +31,7 @@ class Batch:
     has_mask: bool
     per_token: dict[str, Tensor] = field(default_factory=dict)
     per_instance: dict[str, Any] = field(default_factory=dict)
+    heads: Tensor | None = None
 
     @property
     def size(self) -> int:
@@ -55,6 +59,7 @@ class Batch:
             real=self.real[index],
             per_token={k: v[index] for k, v in self.per_token.items()},
             per_instance={k: v[index] if isinstance(v, Tensor) else v for k, v in self.per_instance.items()},
+            heads=self.heads[index] if self.heads is not None else None,
         )
 
     def gather_positions(self, rows: Tensor, keep: Tensor) -> Batch:
@@ -93,6 +98,7 @@ class Batch:
             real=self.real.to(device),
             per_token={k: v.to(device) for k, v in self.per_token.items()},
             per_instance={k: v.to(device) if isinstance(v, Tensor) else v for k, v in self.per_instance.items()},
+            heads=self.heads.to(device) if self.heads is not None else None,
         )
 
 

@@ -34,6 +34,12 @@ def row_keys(tensors: list[Tensor]) -> Tensor:
     return (flat * weights).sum(dim=1)
 
 
+def row_keys_of(kwargs: dict[str, Any]) -> Tensor:
+    """``row_keys`` of a model call's per-instance tensors, in the order ``RowCache`` uses."""
+    inputs = per_instance(kwargs)
+    return row_keys([inputs[name] for name in sorted(inputs)])
+
+
 class RowCache:
     """Values of at most ``capacity`` instances, by name; a full cache starts afresh in the same buffers."""
 

@@ -17,10 +17,13 @@ import torch
 from torch import Tensor, nn
 
 from pytest_attnfaith.adapters.base import AttentionModel
+from pytest_attnfaith.adapters.inputs import Batch
 from pytest_attnfaith.adapters.partial import PartialForward
 from pytest_attnfaith.adapters.softmax import SoftmaxInterceptor
+from pytest_attnfaith.adapters.vocabulary import Vocabulary
 from pytest_attnfaith.errors import AttnFaithError
 from pytest_attnfaith.metrics import distribution_tolerance
+from pytest_attnfaith.options import Options
 
 INTERCEPT_MODES = ("auto", "output", "softmax")
 
@@ -50,11 +53,20 @@ class WrappedModel(AttentionModel):
 
     kind = "torch"
 
-    def __init__(self, net: nn.Module, attention: str, embeddings: str, intercept: str = "auto", partial: bool = True) -> None:
+    def __init__(
+        self,
+        net: nn.Module,
+        attention: str,
+        embeddings: str,
+        intercept: str = "auto",
+        partial: bool = True,
+        vocabulary: Any = None,
+    ) -> None:
         if not isinstance(net, nn.Module):
             raise AttnFaithError(f"wrap() got a {type(net).__name__}; expected a torch.nn.Module")
         if intercept not in INTERCEPT_MODES:
             raise AttnFaithError(f"intercept={intercept!r} is not valid: expected one of {INTERCEPT_MODES}")
+        self.vocabulary = Vocabulary(vocabulary) if vocabulary is not None else None
         self.attention_path = attention
         self.embeddings_path = embeddings
         self.attention_module = submodule(net, attention, "attention")
@@ -68,13 +80,34 @@ class WrappedModel(AttentionModel):
     def embeddings_module(self) -> nn.Module:
         return self._embeddings
 
+    def tokens(self, batch: Batch) -> list[list[str]]:
+        """The vocabulary's text of each real token (ids without a vocabulary)."""
+        if self.vocabulary is None:
+            return super().tokens(batch)
+        decode = self.vocabulary.decode
+        return [
+            decode([i for i, keep in zip(row, real, strict=True) if keep])
+            for row, real in zip(batch.input_ids.tolist(), batch.real.tolist(), strict=True)
+        ]
+
+    @contextlib.contextmanager
+    def session(self, options: Options) -> Iterator[AttentionModel]:
+        """``AttentionModel.session``, after checking that ``layer`` names the one attention this model has."""
+        if options.layer not in (0, -1):
+            raise AttnFaithError(
+                f"option layer={options.layer} is not valid for a wrapped model: it has one attention ({self.tap.where}); "
+                "expected layer 0 or -1 (the default). To audit another layer, wrap its attention module"
+            )
+        with super().session(options) as model:
+            yield model
+
     def describe(self) -> dict[str, Any]:
         return {
             **super().describe(),
             "embeddings": self.embeddings_path,
             "intercept": self._mode or self.intercept,
             "read": f"output of {self.attention_path}" if self._mode == "output" else f"softmax inside {self.attention_path}",
-            "replaced": "the read query row, every head",
+            "replaced": self.replaced_rows(),
             "partial": self.partial.note if self.partial is not None else "off: full forward passes",
         }
 
@@ -122,7 +155,15 @@ class WrappedModel(AttentionModel):
         return "output" if seen and _is_distribution(seen[0]) else "softmax"
 
 
-def wrap(net: nn.Module, attention: str, embeddings: str, *, intercept: str = "auto", partial: bool = True) -> WrappedModel:
+def wrap(
+    net: nn.Module,
+    attention: str,
+    embeddings: str,
+    *,
+    intercept: str = "auto",
+    partial: bool = True,
+    vocabulary: Any = None,
+) -> WrappedModel:
     """Wrap any ``torch.nn.Module`` for an audit.
 
     ``attention`` is the dotted path of the submodule whose output is the attention
@@ -130,5 +171,7 @@ def wrap(net: nn.Module, attention: str, embeddings: str, *, intercept: str = "a
     then intercepted); ``embeddings`` the path of the module whose output (B, T, D) feeds the
     model. ``intercept`` forces ``"output"`` (hook the module's output) or ``"softmax"``. ``partial=False``
     turns off re-running only what the attention feeds (``adapters.partial``): every pass is a full forward.
+    ``vocabulary``: the words the reports show instead of token ids — a sequence indexed by id, a mapping
+    id → str, or a tokenizer (``convert_ids_to_tokens``); ids it does not cover show as their number.
     """
-    return WrappedModel(net, attention, embeddings, intercept, partial)
+    return WrappedModel(net, attention, embeddings, intercept, partial, vocabulary)

@@ -33,13 +33,15 @@ def mean_result(
     meaning: str,
     details: dict[str, Any] | None = None,
     why_undefined: str = "",
+    bounds: tuple[float, float] | None = None,
     reported: np.ndarray | None = None,
 ) -> CheckResult:
     """Passes when the mean of the defined values (with its seeded bootstrap interval) reaches ``threshold``.
 
-    ``reported``: the per-instance values the result shows, when they are not the averaged ones (ERASER's raw
-    scores beside their gain over random orderings); NaN wherever ``values`` is."""
-    estimate = mean_interval(values, context.options.confidence, context.seed(f"interval:{name}"))
+    ``bounds``: the range a value can take (``metrics.statistics.mean_interval``). ``reported``: the per-instance
+    values the result shows, when they are not the averaged ones (ERASER's raw scores beside their gain over
+    random orderings); NaN wherever ``values`` is."""
+    estimate = mean_interval(values, context.options.confidence, context.seed(f"interval:{name}"), bounds)
     flagged = np.nan_to_num(values, nan=np.inf) < threshold
     shown = values if reported is None else reported
     return _result(
@@ -77,6 +79,7 @@ def tau_result(
             **(details or {}),
         },
         f"the importance is 0 on every token: {zero_means}" if zero and zero_means else "",
+        bounds=(-1.0, 1.0),
     )
 
 
@@ -90,8 +93,8 @@ def fraction_result(
     meaning: str,
     details: dict[str, Any] | None = None,
 ) -> CheckResult:
-    """Passes when the fraction of eligible instances that are flagged (with its Wilson interval) stays at or
-    below ``threshold``."""
+    """Passes when the fraction of eligible instances that are flagged (with its Clopper–Pearson interval) stays at
+    or below ``threshold``."""
     flagged = flagged & eligible
     estimate = fraction_interval(int(flagged.sum()), int(eligible.sum()), context.options.confidence)
     extra = {"eligible": estimate.count, **(details or {})}
@@ -135,11 +138,9 @@ def _result(
 def _note(context: Context, estimate: Estimate, why_undefined: str) -> str:
     """Why no verdict could be reached, where it is not the interval's width."""
     if estimate.count == 0:
-        if why_undefined:
-            return f"undefined on every instance: {why_undefined}"
         if not bool(context.defined().any()):
             return "undefined on every instance: no instance has two real tokens"
-        return "undefined on every instance"
+        return f"undefined on every instance: {why_undefined}" if why_undefined else "undefined on every instance"
     if estimate.count == 1:
         return "one instance has a defined value: no interval; more instances would decide it"
     return ""

@@ -32,7 +32,7 @@ from pytest_attnfaith.results import CheckResult
 def run(context: Context, name: str, meaning: str) -> CheckResult:
     """``name`` is ``"comprehensiveness"`` or ``"sufficiency"``."""
     explained, explained_after = curves(context, name, ranks_of(context.scores, context.real).unsqueeze(0))
-    random, random_after = context.once(f"{name}:random", lambda: curves(context, name, random_ranks(context)))
+    random, random_after = context.remember(f"{name}:random", lambda: curves(context, name, random_ranks(context)))
     value, baseline = explained[0], random.mean(dim=0)
     gain = value - baseline if name == "comprehensiveness" else baseline - value
     options = context.options

@@ -231,7 +231,7 @@ def max_jsd(context: Context) -> tuple[np.ndarray, np.ndarray]:
 
 
 def run(context: Context) -> CheckResult:
-    values, methods = max_jsd(context)
+    values, methods = context.remember("adversarial", lambda: max_jsd(context))
     return fraction_result(
         context,
         "adversarial",

@@ -52,7 +52,7 @@ def erasure_tvd(context: Context) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def run(context: Context) -> CheckResult:
-    values, top, others = erasure_tvd(context)
+    values, top, others = context.remember("erasure", lambda: erasure_tvd(context))
     return fraction_result(
         context,
         "erasure",

@@ -79,7 +79,7 @@ def binned_medians(max_attention: np.ndarray, values: np.ndarray) -> list[dict[s
 
 def run(context: Context) -> CheckResult:
     options = context.options
-    values = median_permutation_tvd(context)
+    values = context.remember("permutation", lambda: median_permutation_tvd(context))
     defined = ~np.isnan(values)
     max_attention = context.attention.max(dim=1).values.cpu().numpy()
     peaked = defined & (max_attention >= options.peak)

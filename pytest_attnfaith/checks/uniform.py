@@ -27,7 +27,7 @@ def uniform_tvd(context: Context) -> np.ndarray:
 
 
 def run(context: Context) -> CheckResult:
-    values = uniform_tvd(context)
+    values = context.remember("uniform", lambda: uniform_tvd(context))
     return fraction_result(
         context,
         "uniform",

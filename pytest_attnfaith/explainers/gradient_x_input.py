@@ -18,7 +18,7 @@ from pytest_attnfaith.adapters.context import Context
 
 def attribute(context: Context) -> Tensor:
     """g (B, T), float64: |gradient × input| of p_ŷ, 0 off the real positions (computed once per audit)."""
-    return context.once("gradient_x_input", lambda: _importance(context))
+    return context.remember("gradient_x_input", lambda: _importance(context))
 
 
 def _importance(context: Context) -> Tensor:

@@ -16,7 +16,7 @@ from pytest_attnfaith.metrics import tvd
 
 def attribute(context: Context) -> Tensor:
     """TVD(p(x), p(x₋t)) (B, T), float64, per real position t; 0 elsewhere (computed once per audit)."""
-    return context.once("leave_one_out", lambda: _importance(context))
+    return context.remember("leave_one_out", lambda: _importance(context))
 
 
 def _importance(context: Context) -> Tensor:

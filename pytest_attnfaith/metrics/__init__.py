@@ -15,7 +15,15 @@ from pytest_attnfaith.metrics.distances import (
     tvd,
 )
 from pytest_attnfaith.metrics.ranking import kendall_tau
-from pytest_attnfaith.metrics.statistics import Estimate, decide, fraction_interval, instances_needed, mean_interval, nan_summary
+from pytest_attnfaith.metrics.statistics import (
+    Estimate,
+    decide,
+    fraction_interval,
+    instances_needed,
+    mean_interval,
+    mean_intervals,
+    nan_summary,
+)
 
 __all__ = [
     "Estimate",
@@ -29,6 +37,7 @@ __all__ = [
     "kl",
     "logits_of",
     "mean_interval",
+    "mean_intervals",
     "nan_summary",
     "output_distribution",
     "restrict",

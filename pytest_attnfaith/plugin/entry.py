@@ -1,7 +1,9 @@
 """The pytest11 entry point: options, ini keys, the ``attnfaith`` marker and fixture, the recorder.
 
 Loads without importing torch or transformers (``pytest --help`` stays fast); the audit machinery
-is imported by the fixture's methods when a test first audits a model.
+is imported by the fixture's methods when a test first audits a model. A pytest-xdist worker
+imports torch when it starts, to share the cores (``threads.py``); with pytest-html, each test's
+row shows its verdicts (``html_extras.py``).
 """
 
 from __future__ import annotations
@@ -12,11 +14,13 @@ from typing import Any
 import pytest
 
 from pytest_attnfaith.errors import AttnFaithError
+from pytest_attnfaith.plugin import threads
 from pytest_attnfaith.plugin.fixture import AttnFaith
 from pytest_attnfaith.plugin.recorder import Recorder
 from pytest_attnfaith.plugin.settings import MARKER, add_ini_keys, configured_options, marker_options
 
 RECORDER = "attnfaith-recorder"
+HTML_COLUMNS = "attnfaith-pytest-html"
 _OPTIONS = pytest.StashKey[dict[str, Any]]()
 
 
@@ -42,12 +46,27 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "the model (absolute; default: 0)",
     )
     add_ini_keys(parser)
+    parser.addini(
+        threads.INI_KEY,
+        "pytest-xdist workers lower torch's intra-op threads to cores / workers unless OMP_NUM_THREADS or "
+        "MKL_NUM_THREADS is set (default: true)",
+        type="bool",
+        default=True,
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", f"{MARKER}(**options): audit options for the attnfaith fixture in this test")
-    config.stash[_OPTIONS] = configured_options(config)
-    config.pluginmanager.register(Recorder(config), RECORDER)
+    options = configured_options(config)
+    config.stash[_OPTIONS] = options
+    config.pluginmanager.register(Recorder(config, redact=bool(options.get("redact"))), RECORDER)
+    if config.pluginmanager.hasplugin("html") and getattr(config.option, "htmlpath", None):
+        from pytest_attnfaith.plugin.html_extras import PytestHtmlColumns
+
+        config.pluginmanager.register(PytestHtmlColumns(config), HTML_COLUMNS)
+    worker = getattr(config, "workerinput", None)
+    if worker is not None and config.getini(threads.INI_KEY):
+        threads.share_cores(int(worker["workercount"]))
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -55,6 +74,9 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     if recorder is not None:
         recorder.close()
         config.pluginmanager.unregister(recorder)
+    columns = config.pluginmanager.get_plugin(HTML_COLUMNS)
+    if columns is not None:
+        config.pluginmanager.unregister(columns)
 
 
 @pytest.hookimpl(wrapper=True)

@@ -3,14 +3,19 @@
 Every finished audit publishes its ``Report`` on ``pytest_attnfaith._recording`` (through the
 fixture or a bare ``af.audit`` / ``af.assert_attention_faithful`` call); the recorder stores its
 JSON form under the running test's node id and adds each check's statistic and verdict to the
-test's ``user_properties`` (JUnit XML properties). Under pytest-xdist each worker sends its
-records to the controller (``workeroutput``), which writes the summary, JSON, HTML and baseline.
+test's ``user_properties`` (JUnit XML properties). It also keeps pytest's outcome of every test
+(``pytest_runtest_logreport``: passed, failed, xfailed, xpassed, skipped, error) and the one-line
+failure of the tests that use the plugin (the ``attnfaith`` fixture or marker, or a recorded audit).
+Under pytest-xdist each worker sends its audits and which tests use the plugin to the controller
+(``workeroutput``); the controller receives every test report itself, and writes the summary, JSON,
+HTML and baseline.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Generator
 from pathlib import Path
 from typing import Any
@@ -18,6 +23,8 @@ from typing import Any
 import pytest
 
 from pytest_attnfaith import _recording
+from pytest_attnfaith.formatting import printable
+from pytest_attnfaith.plugin.settings import MARKER
 from pytest_attnfaith.report.baseline import compare, load_baseline, regressions_of, save_baseline
 from pytest_attnfaith.report.schema import Tests, session_document, write_json
 from pytest_attnfaith.report.terminal import summary_lines
@@ -25,15 +32,20 @@ from pytest_attnfaith.report.terminal import summary_lines
 WORKER_KEY = "attnfaith"
 _SESSIONS: list[Recorder] = []
 STYLES = {"red": {"red": True}, "green": {"green": True}, "yellow": {"yellow": True}, "bold": {"bold": True}, "": {}}
+MESSAGE_LENGTH = 200
 
 
 class Recorder:
     """A pytest plugin object, one per session (registered by ``entry.pytest_configure``)."""
 
-    def __init__(self, config: pytest.Config) -> None:
+    def __init__(self, config: pytest.Config, redact: bool = False) -> None:
         self.config = config
+        self.redact = redact
         self.tests: Tests = {}
         self.order: dict[str, int] = {}
+        self.outcomes: dict[str, str] = {}
+        self.failures: dict[str, str] = {}  # node id -> pytest's one-line failure, of every failed or errored test
+        self.attention_tests: set[str] = set()
         self.current: pytest.Item | None = None
         self.comparison: dict[str, Any] | None = None
         self.written: list[tuple[str, Path]] = []
@@ -61,6 +73,8 @@ class Recorder:
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_protocol(self, item: pytest.Item) -> Generator[None, object, object]:
         self.current = item
+        if MARKER in getattr(item, "fixturenames", ()) or item.get_closest_marker(MARKER) is not None:
+            self.attention_tests.add(item.nodeid)
         try:
             return (yield)
         finally:
@@ -68,30 +82,53 @@ class Recorder:
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         self.order.setdefault(report.nodeid, len(self.order))
+        outcome = outcome_after(report, self.outcomes.get(report.nodeid))
+        if outcome is None:
+            return
+        if outcome in ("failed", "error") and self.outcomes.get(report.nodeid) not in ("failed", "error"):
+            self.failures[report.nodeid] = one_line(report)
+        self.outcomes[report.nodeid] = outcome
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
-        """xdist controller: merge a finished worker's audits."""
+        """xdist controller: merge a finished worker's audits and the tests that use the plugin."""
         payload = getattr(node, "workeroutput", {}).get(WORKER_KEY)
         if payload:
-            for nodeid, audits in json.loads(payload).items():
+            received = json.loads(payload)
+            for nodeid, audits in received["tests"].items():
                 self.tests.setdefault(nodeid, []).extend(audits)
+            self.attention_tests.update(received["attention_tests"])
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         workeroutput = getattr(self.config, "workeroutput", None)
         if workeroutput is not None:
-            workeroutput[WORKER_KEY] = json.dumps(self.tests)
+            workeroutput[WORKER_KEY] = json.dumps({"tests": self.tests, "attention_tests": sorted(self.attention_tests)})
             return
         self.tests = dict(sorted(self.tests.items(), key=lambda item: self.order.get(item[0], math.inf)))
         self._gate(session)
         self._write_reports()
 
+    def messages(self) -> dict[str, str]:
+        """The one-line failure of each failed or errored test that uses the plugin; only the exception's name
+        where ``redact`` is on (the session's option, or one of the test's audits')."""
+        used = self.attention_tests | set(self.tests)
+        return {
+            nodeid: exception_name(message) if self._redacts(nodeid) else message
+            for nodeid, message in self.failures.items()
+            if nodeid in used
+        }
+
+    def _redacts(self, nodeid: str) -> bool:
+        return self.redact or any(audit["options"].get("redact") for audit in self.tests.get(nodeid, []))
+
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        if not self.tests and self.comparison is None:
+        messages = self.messages()
+        if not self.tests and self.comparison is None and not messages:
             return
         terminalreporter.write_sep("=", "attnfaith")
         width = max(80, self.config.get_terminal_writer().fullwidth)
-        for text, style in summary_lines(self.tests, self.config.get_verbosity(), width, self.comparison):
+        lines = summary_lines(self.tests, self.config.get_verbosity(), width, self.comparison, self.outcomes, messages)
+        for text, style in lines:
             terminalreporter.write_line(text, **STYLES[style])
         for what, path in self.written:
             terminalreporter.write_line(f"attnfaith {what} report: {path}")
@@ -118,7 +155,7 @@ class Recorder:
         save = self.config.getoption("attnfaith_save_baseline")
         if save:
             self.written.append(("baseline", save_baseline(save, self.tests)))
-        document = session_document(self.tests, self.comparison)
+        document = session_document(self.tests, self.comparison, self.outcomes, self.messages())
         json_path = self.config.getoption("attnfaith_json")
         if json_path:
             self.written.append(("JSON", write_json(json_path, document)))
@@ -142,3 +179,40 @@ def junit_properties(report: dict[str, Any], index: int) -> list[tuple[str, obje
         properties.append((f"{prefix}.{name}.interval_high", high))
         properties.append((f"{prefix}.{name}.verdict", check["verdict"]))
     return properties
+
+
+def outcome_after(report: pytest.TestReport, current: str | None) -> str | None:
+    """The test's outcome once ``report`` (its setup, call or teardown) is in, as pytest's summary counts it.
+
+    A setup or teardown failure is an ``error`` (unless the call failed); an expected failure is
+    ``xfailed`` (``report.wasxfail``), an unexpected pass of a non-strict xfail ``xpassed`` (a strict one
+    fails). None while nothing is decided (a passed setup) and for reruns."""
+    if report.outcome == "rerun":
+        return current
+    expected = hasattr(report, "wasxfail")
+    if report.when == "call":
+        if report.passed:
+            return "xpassed" if expected else "passed"
+        if report.skipped:
+            return "xfailed" if expected else "skipped"
+        return "failed"
+    if report.failed:
+        return current if current == "failed" else "error"
+    if report.skipped:
+        return "xfailed" if expected else "skipped"
+    return current
+
+
+def one_line(report: pytest.TestReport) -> str:
+    """The first line of pytest's failure message (the exception and its text), printable, at most ``MESSAGE_LENGTH``
+    long."""
+    crash = getattr(report.longrepr, "reprcrash", None)
+    text = getattr(crash, "message", None) or str(report.longrepr or report.outcome)
+    line = printable(next((line.strip() for line in text.splitlines() if line.strip()), report.outcome))
+    return line if len(line) <= MESSAGE_LENGTH else line[: MESSAGE_LENGTH - 1] + "…"
+
+
+def exception_name(message: str) -> str:
+    """The exception's name alone, for reports that must not carry input text (``redact``)."""
+    match = re.match(r"[\w.]+(?=:)", message)
+    return f"{match.group(0) if match else 'error'} (message withheld: redact)"

@@ -13,6 +13,7 @@ import importlib
 from html import escape
 from typing import Any
 
+from pytest_attnfaith.report.outcomes import outcome_text
 from pytest_attnfaith.report.schema import Tests
 from pytest_attnfaith.results import format_interval, rank_explanations
 
@@ -66,8 +67,9 @@ def leaderboard(reports: dict[str, dict[str, Any]]) -> tuple[list[str], list[lis
     return header, rows
 
 
-def terminal_lines(tests: Tests) -> list[Line]:
-    """Per test with explanation audits, its leaderboard (explainer × check), failing rows red."""
+def terminal_lines(tests: Tests, outcomes: dict[str, str] | None = None) -> list[Line]:
+    """Per test with explanation audits, its leaderboard (explainer × check), failing rows red, and pytest's
+    outcome (``outcomes``, by node id) beside the test."""
     grouped = explanation_audits(tests)
     if not grouped:
         return []
@@ -79,15 +81,16 @@ def terminal_lines(tests: Tests) -> list[Line]:
         sizes = [
             max(len(cell) for cell in column) for column in zip(header, *([text for text, _ in row] for row in rows), strict=True)
         ]
-        lines.append((nodeid, "bold"))
+        lines.append(("; ".join(part for part in (nodeid, outcome_text((outcomes or {}).get(nodeid))) if part), "bold"))
         lines.append(("  " + _join(header, sizes), ""))
         for row in rows:
             lines.append(("  " + _join([text for text, _ in row], sizes), "" if row[2][1] == "passed" else "red"))
     return lines
 
 
-def html_section(tests: Tests) -> str:
-    """The page's explanations section: per test, its leaderboard and the deletion curves (empty without any)."""
+def html_section(tests: Tests, outcomes: dict[str, str] | None = None) -> str:
+    """The page's explanations section: per test (with pytest's outcome), its leaderboard and the deletion curves
+    (empty without any)."""
     grouped = explanation_audits(tests)
     if not grouped:
         return ""
@@ -105,7 +108,9 @@ def html_section(tests: Tests) -> str:
             "<tr>" + "".join(f'<td class="{CELL_CLASS.get(state, "")}">{escape(text)}</td>' for text, state in row) + "</tr>"
             for row in rows
         )
-        parts.append(f'<h3>{escape(nodeid)}</h3><div class="scroll"><table class="leaderboard">{head}{body}</table></div>')
+        outcome = outcome_text((outcomes or {}).get(nodeid))
+        title = escape(nodeid) + (f' <span class="meta">{escape(outcome)}</span>' if outcome else "")
+        parts.append(f'<h3>{title}</h3><div class="scroll"><table class="leaderboard">{head}{body}</table></div>')
         svg = deletion_curves(reports, f"explanations{number}") if figures else None
         if svg:
             parts.append(f'<div class="figure">{svg}</div>')

@@ -25,7 +25,7 @@ def environment() -> dict[str, Any]:
 
 
 def summary(tests: Tests) -> dict[str, int]:
-    """Counts of tests, audits and checks, and how many of them failed."""
+    """Counts of tests with audits, audits and checks, and how many of them failed."""
     audits = [report for reports in tests.values() for report in reports]
     checks = [check for report in audits for check in report.get("checks", {}).values()]
     return {
@@ -38,14 +38,23 @@ def summary(tests: Tests) -> dict[str, int]:
     }
 
 
-def session_document(tests: Tests, baseline: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The whole session: environment, counts, every recorded audit per test node id, the baseline comparison."""
+def session_document(
+    tests: Tests,
+    baseline: dict[str, Any] | None = None,
+    outcomes: dict[str, str] | None = None,
+    messages: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """The whole session: environment, counts, every recorded audit per test node id, pytest's outcome of every
+    test run (``outcomes``) and the one-line failure of those that use the plugin (``messages``), the baseline
+    comparison. Outside pytest (the ``attnfaith`` command) ``outcomes`` and ``messages`` are empty."""
     return {
         "schema_version": SESSION_SCHEMA_VERSION,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "environment": environment(),
         "summary": summary(tests),
         "tests": tests,
+        "outcomes": dict(outcomes or {}),
+        "messages": dict(messages or {}),
         "baseline": baseline,
     }
 

@@ -1,41 +1,63 @@
 """The ``attnfaith`` terminal summary: a table of every recorded audit and check, then the worst instances.
 
+Each audit's line gives its verdict and, in a pytest run, the test's outcome; a failing verdict that
+its test expected (``xfail``) or accepted (the test passed) is not red. Tests that use the plugin and
+failed or errored before recording an audit are listed with their one-line error.
+
 Verbosity: ``-q`` lists only the failing checks; the default lists every check and, for each failing
 audit, its worst instance per failing check; ``-v`` adds up to ``worst`` instances per check and what
-each audit read and replaced. Lines come back as ``(text, style)``, style being "", "red", "yellow", "green" or
-"bold", for pytest's terminal writer.
+each audit read and replaced. ``worst=0`` shows no instance. Lines come back as ``(text, style)``, style
+being "", "red", "yellow", "green" or "bold", for pytest's terminal writer.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from pytest_attnfaith.formatting import plural
 from pytest_attnfaith.report import explanations
+from pytest_attnfaith.report.atlas import atlas_lines
 from pytest_attnfaith.report.baseline import regressions_of
+from pytest_attnfaith.report.outcomes import outcome_text, unaudited_failures, verdict_state
 from pytest_attnfaith.report.schema import Tests, summary
 from pytest_attnfaith.results import format_interval
 from pytest_attnfaith.worst import answered, flag_count, instance_rows, token_table, worst_by_instance
 
 Line = tuple[str, str]
 ROW_STYLE = {"passed": "", "failed": "red", "inconclusive": "yellow"}
+LABEL_STYLE = {"passed": "green", "failed": "red", "expected": ""}
 HEADER = ("check", "statistic", "value", "interval", "required", "verdict", "instances")
 VERDICT_TEXT = {"passed": "passed", "failed": "FAILED", "inconclusive": "inconclusive"}
 
 
-def summary_lines(tests: Tests, verbosity: int = 0, width: int = 120, comparison: dict[str, Any] | None = None) -> list[Line]:
-    """Every line of the section, without its title."""
+def summary_lines(
+    tests: Tests,
+    verbosity: int = 0,
+    width: int = 120,
+    comparison: dict[str, Any] | None = None,
+    outcomes: dict[str, str] | None = None,
+    messages: dict[str, str] | None = None,
+) -> list[Line]:
+    """Every line of the section, without its title (``outcomes``, ``messages``: pytest's, by node id)."""
+    outcomes, messages = outcomes or {}, messages or {}
     attention = explanations.attention_only(tests)
-    lines = (table_lines(attention, verbosity) if attention or not tests else []) + explanations.terminal_lines(tests)
+    lines = table_lines(attention, verbosity, outcomes) if attention or not tests else []
+    lines.extend(explanations.terminal_lines(tests, outcomes))
+    lines.extend(unaudited_lines(tests, outcomes, messages))
     counts = summary(tests)
     lines.append(
         (
-            f"{_count(counts['audits'], 'audit')} in {_count(counts['tests'], 'test')}: {counts['failed_audits']} failed, "
-            f"{counts['failed_checks']} of {counts['checks']} checks failed, {counts['inconclusive_checks']} inconclusive",
+            f"{plural(counts['audits'], 'audit')} in {plural(counts['tests'], 'test')}: {counts['failed_audits']} failed, "
+            f"{counts['failed_checks']} of {plural(counts['checks'], 'check')} failed, "
+            f"{counts['inconclusive_checks']} inconclusive",
             "red" if counts["failed_audits"] else "green",
         )
     )
+    for _, label, report in audits(tests):
+        lines.extend(atlas_lines(label, report))
+        lines.extend((f"{label}: warning: {warning}", "yellow") for warning in report.get("model", {}).get("warnings", []))
     if verbosity >= 0:
-        lines.extend(worst_lines(attention, 1 if verbosity == 0 else None, width))
+        lines.extend(worst_lines(attention, 1 if verbosity == 0 else None, width, outcomes))
     if verbosity > 0:
         lines.extend(model_lines(attention))
     if comparison is not None:
@@ -43,21 +65,36 @@ def summary_lines(tests: Tests, verbosity: int = 0, width: int = 120, comparison
     return lines
 
 
-def table_lines(tests: Tests, verbosity: int) -> list[Line]:
-    """A header, then per audit its test id and verdict and one row per check (``-q``: failing ones only)."""
+def table_lines(tests: Tests, verbosity: int, outcomes: dict[str, str] | None = None) -> list[Line]:
+    """A header, then per audit its test id, verdict and pytest outcome, and one row per check (``-q``: failing
+    ones only)."""
+    outcomes = outcomes or {}
     groups = []
-    for label, report in audits(tests):
+    for nodeid, label, report in audits(tests):
         checks = [check for check in report["checks"].values() if verbosity >= 0 or not check["passed"]]
         if checks:
-            groups.append((label, report, checks))
+            groups.append((nodeid, label, report, checks))
     if not groups:
         return [("no failing checks", "green")] if verbosity < 0 else []
-    rows = [_row(check) for _, _, checks in groups for check in checks]
+    rows = [_row(check) for *_, checks in groups for check in checks]
     sizes = [max(len(row[i]) for row in [HEADER, *rows]) for i in range(len(HEADER))]
     lines: list[Line] = [("  " + _join(HEADER, sizes), "bold")]
-    for label, report, checks in groups:
-        lines.append((f"{label}: {verdict(report)}", "green" if report["passed"] else "red"))
-        lines.extend(("  " + _join(_row(check), sizes), ROW_STYLE[check["verdict"]]) for check in checks)
+    for nodeid, label, report, checks in groups:
+        outcome = outcomes.get(nodeid)
+        state = verdict_state(report, outcome)
+        text = "; ".join(part for part in (verdict(report), outcome_text(outcome)) if part)
+        lines.append((f"{label}: {text}", LABEL_STYLE[state]))
+        lines.extend(
+            ("  " + _join(_row(check), sizes), "" if state == "expected" else ROW_STYLE[check["verdict"]]) for check in checks
+        )
+    return lines
+
+
+def unaudited_lines(tests: Tests, outcomes: dict[str, str], messages: dict[str, str]) -> list[Line]:
+    """The tests that use the plugin and failed or errored before recording an audit, each with its error."""
+    failures = unaudited_failures(tests, outcomes, messages)
+    lines: list[Line] = [("tests that failed before recording an audit:", "bold")] if failures else []
+    lines.extend((f"  {nodeid}: pytest: {outcome}: {message}", "red") for nodeid, outcome, message in failures)
     return lines
 
 
@@ -71,16 +108,16 @@ def verdict(report: dict[str, Any]) -> str:
     return f"FAILED ({answered(open_questions)})"
 
 
-def worst_lines(tests: Tests, per_check: int | None, width: int) -> list[Line]:
+def worst_lines(tests: Tests, per_check: int | None, width: int, outcomes: dict[str, str] | None = None) -> list[Line]:
     """For each failing audit: its worst instances, each naming the checks it is worst for, as token tables."""
     lines: list[Line] = []
-    for label, report in audits(tests):
+    for nodeid, label, report in audits(tests):
         worst = _worst_by_instance(report, per_check)
         if not worst:
             continue
         if not lines:
             lines.append(("worst instances of the failing checks (tokens, attention, importance):", "bold"))
-        lines.append((label, "red"))
+        lines.append((label, LABEL_STYLE[verdict_state(report, (outcomes or {}).get(nodeid))]))
         instances = report.get("instances", {})
         importances = importances_of(report)
         for index, reasons in worst.items():
@@ -95,7 +132,7 @@ def worst_lines(tests: Tests, per_check: int | None, width: int) -> list[Line]:
 def model_lines(tests: Tests) -> list[Line]:
     """What each audit ran on: the model, what was read and replaced, the seed and the versions."""
     lines: list[Line] = [("audited models:", "bold")]
-    for label, report in audits(tests):
+    for _, label, report in audits(tests):
         model, env = report.get("model", {}), report.get("environment", {})
         lines.append(
             (
@@ -122,9 +159,9 @@ def baseline_lines(comparison: dict[str, Any]) -> list[Line]:
     return lines
 
 
-def audits(tests: Tests) -> list[tuple[str, dict[str, Any]]]:
-    """``(label, report)`` for every recorded audit; a test's second audit is labelled ``nodeid #2``."""
-    return [(_label(nodeid, i), report) for nodeid, reports in tests.items() for i, report in enumerate(reports)]
+def audits(tests: Tests) -> list[tuple[str, str, dict[str, Any]]]:
+    """``(node id, label, report)`` for every recorded audit; a test's second audit is labelled ``nodeid #2``."""
+    return [(nodeid, _label(nodeid, i), report) for nodeid, reports in tests.items() for i, report in enumerate(reports)]
 
 
 def importances_of(report: dict[str, Any]) -> dict[str, Any]:
@@ -138,7 +175,8 @@ def _label(nodeid: str, index: int) -> str:
 
 
 def _worst_by_instance(report: dict[str, Any], per_check: int | None) -> dict[int, list[str]]:
-    count = per_check if per_check is not None else int(report.get("options", {}).get("worst", 3))
+    worst = int(report.get("options", {}).get("worst", 3))
+    count = min(per_check, worst) if per_check is not None else worst
     failing = [check for check in report["checks"].values() if check["verdict"] == "failed"]
     return worst_by_instance(((check["name"], check["per_instance"], check["flagged_instances"]) for check in failing), count)
 
@@ -147,7 +185,7 @@ def _row(check: dict[str, Any]) -> tuple[str, ...]:
     relation = ">=" if check["higher_is_better"] else "<="
     state = VERDICT_TEXT[check["verdict"]]
     if check["verdict"] == "inconclusive" and check.get("instances_needed"):
-        state += f" (~{check['instances_needed']:,} instances would decide)"
+        state += f" (~{plural(check['instances_needed'], 'instance')} would decide)"
     return (
         check["name"],
         check["statistic_name"],
@@ -157,10 +195,6 @@ def _row(check: dict[str, Any]) -> tuple[str, ...]:
         state,
         flag_count(check["instances"], check["flagged"], check.get("undefined", 0)),
     )
-
-
-def _count(number: int, noun: str) -> str:
-    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 def _number(value: float | None) -> str:

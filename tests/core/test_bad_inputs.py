@@ -47,7 +47,20 @@ BAD_OPTIONS = {
     "boolean seed": ({"seed": True}, "seed=True"),
     "unknown question": ({"require": ["used", "honest"]}, "unknown question 'honest'"),
     "bad method": ({"adversarial_method": "magic"}, "adversarial_method='magic'"),
+    "one target": ({"targets": [3]}, r"targets=\[3\] is not valid: expected a sequence of at least two distinct"),
+    "targets mixed": ({"targets": [3, "good"]}, "targets="),
+    "a word as targets": ({"targets": "good"}, "targets='good'"),
+    "bad sink": ({"sink": "drop"}, "sink='drop' is not valid: expected 'auto' or 'keep' or 'exclude'"),
+    "bad replace": ({"replace": "all"}, "replace='all' is not valid: expected 'head' or 'layer'"),
 }
+
+
+def test_targets_from_ini_text_keep_quoted_spaces() -> None:
+    from pytest_attnfaith.options import parse_option_text
+
+    assert parse_option_text("targets", '" negative", " positive"') == (" negative", " positive")
+    assert parse_option_text("targets", "3524, 2731") == (3524, 2731)
+    assert parse_option_text("query", "all") == "all"
 
 
 @pytest.mark.parametrize("case", list(BAD_OPTIONS))
@@ -55,6 +68,16 @@ def test_bad_options_name_the_option_value_and_expectation(case: str) -> None:
     options, message = BAD_OPTIONS[case]
     with pytest.raises(af.AttnFaithError, match=message):
         af.audit(zoo(), {"input_ids": IDS, "attention_mask": MASK}, **options)
+
+
+@pytest.mark.parametrize("device", ["cuda", "cuda:3", "mps", "tpu:0"])
+def test_a_device_this_machine_lacks_is_named_with_the_available_ones(device: str) -> None:
+    if device.startswith("cuda") and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    model = zoo()
+    with pytest.raises(af.AttnFaithError, match=rf"device='{device}' is (not available on this machine|not a device).*"):
+        af.audit(model, {"input_ids": IDS, "attention_mask": MASK}, device=device)
+    assert next(model.module.parameters()).device.type == "cpu"
 
 
 def test_wrong_module_path_suggests_the_closest_paths() -> None:

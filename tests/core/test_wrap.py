@@ -85,3 +85,19 @@ def test_four_dimensional_attention_output_is_read_at_the_query_row_and_replaced
     report = af.audit(af.wrap(FourDimensional(), attention="attn", embeddings="embed"), INPUTS, checks=["uniform"], query="first")
     assert report.model["intercept"] == "output"
     assert report.checks["uniform"].details["mean"] > 1e-3
+
+
+def test_the_atlas_of_a_wrapped_multihead_attention_edits_each_head_alone() -> None:
+    """Head h's uniform row equals a single-head audit of head h; the layer's row equals the default audit."""
+    model = af.wrap(MHAClassifier(heads=2), attention="mha", embeddings="embed")
+    atlas = af.audit(model, INPUTS, checks=["uniform", "gradient"], per_head=True)
+    rows = {(row["head"], row["check"]): torch.tensor(row["per_instance"]) for row in atlas.per_head}
+    assert set(rows) == {(head, check) for head in (0, 1, "all") for check in ("uniform", "gradient")}
+    for head in (0, 1):
+        alone = af.audit(model, INPUTS, checks=["uniform"], head=head)
+        assert torch.allclose(
+            torch.tensor(rows[head, "uniform"]["per_instance"]), torch.tensor(alone.checks["uniform"].per_instance)
+        )
+    layer = atlas.checks["uniform"].per_instance
+    assert torch.allclose(torch.tensor(rows["all", "uniform"]["per_instance"]), torch.tensor(layer))
+    assert not torch.allclose(torch.tensor(rows[0, "uniform"]["per_instance"]), torch.tensor(rows[1, "uniform"]["per_instance"]))

@@ -55,13 +55,15 @@ def build(name: str) -> tf.PreTrainedModel:
         return tf.GPT2LMHeadModel(tf.GPT2Config(vocab_size=VOCAB, n_embd=32, n_layer=2, n_head=4, bos_token_id=0, eos_token_id=0))
     if name == "llama":
         return tf.LlamaForCausalLM(tf.LlamaConfig(**SMALL, num_key_value_heads=2, bos_token_id=0, eos_token_id=0))
+    if name == "qwen2":
+        return tf.Qwen2ForCausalLM(tf.Qwen2Config(**SMALL, num_key_value_heads=1, bos_token_id=0, eos_token_id=0))
     if name == "deberta-v2":
         return tf.DebertaV2ForSequenceClassification(tf.DebertaV2Config(**SMALL, num_labels=2))
     raise KeyError(name)
 
 
-ARCHITECTURES = ("bert", "roberta", "distilbert", "gpt2", "llama", "deberta-v2")
-DECODERS = ("gpt2", "llama")
+ARCHITECTURES = ("bert", "roberta", "distilbert", "gpt2", "llama", "qwen2", "deberta-v2")
+DECODERS = ("gpt2", "llama", "qwen2")
 
 
 @pytest.fixture(scope="session")
@@ -69,12 +71,15 @@ def tiny() -> dict[str, tf.PreTrainedModel]:
     return {name: build(name) for name in ARCHITECTURES}
 
 
-def token_batch(size: int = 6, length: int = 9, padded: int = 2, seed: int = 0) -> dict[str, torch.Tensor]:
-    """Random ids (5..VOCAB) with the last ``padded`` instances right-padded by three positions."""
+def token_batch(size: int = 6, length: int = 9, padded: int = 2, seed: int = 0, side: str = "right") -> dict[str, torch.Tensor]:
+    """Random ids (5..VOCAB) with the first ``padded`` instances padded by three positions (on the right or left)."""
     generator = torch.Generator().manual_seed(seed)
     ids = torch.randint(5, VOCAB, (size, length), generator=generator)
     mask = torch.ones_like(ids)
-    mask[:padded, length - 3 :] = 0
+    if side == "right":
+        mask[:padded, length - 3 :] = 0
+    else:
+        mask[:padded, :3] = 0
     return {"input_ids": ids * mask, "attention_mask": mask}
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
 import pytest
 import torch
 import transformers as tf
@@ -28,7 +29,8 @@ def native_distribution(model: tf.PreTrainedModel, inputs: dict[str, torch.Tenso
 
 
 def session_forward(model: tf.PreTrainedModel, inputs: dict[str, torch.Tensor], edit: Edit | None = None, **options: object):
-    adapter = HuggingFaceModel(model)
+    """One pass through the adapter in full (no shortcut)."""
+    adapter = HuggingFaceModel(model, shortcuts=False)
     batch = prepare_batch(inputs)
     with adapter.session(resolve_options(**options)):
         return adapter, adapter.forward(batch, edit)
@@ -40,7 +42,8 @@ def test_audit_runs_on_a_plain_pretrained_model(tiny, batch, name):
     assert set(report.checks) == set(af.CHECK_NAMES)
     assert report.model["adapter"] == "huggingface"
     assert report.model["layers"] == 2 and report.model["layer"] == 1 and report.model["heads"] == 4
-    assert len(report.instances["attention"][0]) == int(batch["attention_mask"][0].sum())
+    sink = 1 if report.model["sink"]["excluded"] else 0  # decoders: the first token is left out (sink="auto")
+    assert len(report.instances["attention"][0]) == int(batch["attention_mask"][0].sum()) - sink
 
 
 @pytest.mark.parametrize("name", ARCHITECTURES)
@@ -165,10 +168,28 @@ def test_mixed_lengths_from_a_second_batch_reuse_the_adapter(tiny):
     assert first.model["layer"] == 1 and second.model["layer"] == 0
 
 
-def test_the_adversarial_search_backpropagates_through_the_layers_from_the_chosen_one_only(tiny, batch):
-    adapter = af.huggingface(tiny["bert"])
+@pytest.mark.parametrize(
+    ("name", "path"),
+    [
+        (
+            "bert",
+            "counterfactual passes from layer 1 on cached hidden states (4 passes; 3 ran the edited layer once",
+        ),
+        ("llama", "one-token passes: the last real token alone from the edited layer up"),
+    ],
+)
+def test_the_adversarial_search_backpropagates_through_the_layers_from_the_chosen_one_only(tiny, batch, name, path):
+    adapter = af.huggingface(tiny[name])
     report = af.audit(adapter, batch, checks=["adversarial"], adversarial_method="search", adversarial_steps=3)
-    assert report.model["forward"].startswith("counterfactual passes from layer 1 on cached hidden states (3 passes)")
+    assert report.model["forward"].startswith(path)
+    full = af.audit(
+        af.huggingface(tiny[name], shortcuts=False),
+        batch,
+        checks=["adversarial"],
+        adversarial_method="search",
+        adversarial_steps=3,
+    )
+    assert np.allclose(report.checks["adversarial"].per_instance, full.checks["adversarial"].per_instance, atol=1e-6)
 
 
 @pytest.mark.parametrize("name", ["bert", "gpt2"])
@@ -182,14 +203,19 @@ def test_instances_beyond_the_first_chunk_also_start_from_cached_hidden_states(t
     adapter = HuggingFaceModel(tiny[name])
     with adapter.session(resolve_options(batch_size=2)):
         adapter.forward_chunked(prepare_batch(batch))
-        before = adapter.fast_passes
+        before = shortcut_passes(adapter)
         shortcut = adapter.forward(prepare_batch(later), edit)
-        assert adapter.fast_passes == before + 1
+        assert shortcut_passes(adapter) == before + 1
     assert torch.allclose(shortcut.probs, full.probs, atol=1e-6)
     assert torch.allclose(shortcut.rows, full.rows, atol=1e-6)
 
 
-@pytest.mark.parametrize("name", ["bert", "roberta", "distilbert", "gpt2", "llama"])
+def shortcut_passes(adapter: HuggingFaceModel) -> int:
+    """Passes that ran from cached hidden states, or as one-token passes (causal decoders)."""
+    return adapter.fast_passes + (adapter._decoder.passes if adapter._decoder is not None else 0)
+
+
+@pytest.mark.parametrize("name", ["bert", "roberta", "distilbert", "gpt2", "llama", "qwen2"])
 def test_counterfactual_passes_from_cached_hidden_states_equal_full_passes(tiny, batch, name):
     one_hot = torch.zeros(batch["input_ids"].shape)
     one_hot[:, 1] = 1.0
@@ -197,9 +223,10 @@ def test_counterfactual_passes_from_cached_hidden_states_equal_full_passes(tiny,
     _, full = session_forward(tiny[name], batch, edit)
     adapter = HuggingFaceModel(tiny[name])
     with adapter.session(resolve_options()):
-        adapter.forward(prepare_batch(batch))
+        adapter.forward_chunked(prepare_batch(batch))
         shortcut = adapter.forward(prepare_batch(batch), edit)
-        assert adapter.fast_passes == 1
-        assert adapter.describe()["forward"].startswith("counterfactual passes from layer 1 on cached hidden states")
+        assert shortcut_passes(adapter) == 1
+        path = "one-token passes" if name in DECODERS else "counterfactual passes from layer 1 on cached hidden states"
+        assert adapter.describe()["forward"].startswith(path)
     assert torch.allclose(shortcut.probs, full.probs, atol=1e-6)
     assert torch.allclose(shortcut.rows, full.rows, atol=1e-6)

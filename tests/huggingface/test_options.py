@@ -69,7 +69,8 @@ def test_a_head_index_out_of_range_is_a_clear_error(tiny, batch):
 def test_per_head_table_has_every_layer_head_and_check(tiny, batch, name):
     report = af.audit(tiny[name], batch, checks=["uniform", "gradient"], per_head=True)
     cells = {(row["layer"], row["head"], row["check"]) for row in report.per_head}
-    assert cells == {(layer, head, check) for layer in (0, 1) for head in range(4) for check in ("uniform", "gradient")}
+    heads = (0, 1, 2, 3, "all")
+    assert cells == {(layer, head, check) for layer in (0, 1) for head in heads for check in ("uniform", "gradient")}
     assert len({round(row["statistic"], 6) for row in report.per_head if row["check"] == "gradient"}) > 1
     assert report.model["layer"] == 1 and report.model["read"] == "layer 1, mean over heads"
 

@@ -9,7 +9,7 @@ from html.parser import HTMLParser
 import pytest
 
 from pytest_attnfaith.report.baseline import Regression, compare
-from pytest_attnfaith.worst import token_table, worst_indices
+from pytest_attnfaith.worst import LONG_INPUT, TOP, WINDOW, shown_positions, token_table, worst_indices
 from tests.plugin.conftest import read_json
 
 
@@ -91,7 +91,7 @@ def test_baseline_regression_fails_the_session_and_is_listed(pytester: pytest.Py
     result.stdout.fnmatch_lines(
         [
             "baseline base.json: 2 statistics compared, 1 regressed (interval entirely worse than the baseline, tolerance 0)",
-            "  REGRESSION test_base.py::test_audit uniform: 0.000 -> 1.000 [[]0.610, 1.000[]] *",
+            "  REGRESSION test_base.py::test_audit uniform: 0.000 -> 1.000 [[]0.541, 1.000[]] *",
         ]
     )
     (regression,) = read_json(pytester.path / "out.json")["baseline"]["regressions"]
@@ -144,11 +144,28 @@ def test_worst_instances_are_the_lowest_values_or_the_highest_jsd_skipping_undef
     assert worst_indices("uniform", values, [0], 3) == [0]
 
 
-def test_token_table_wraps_at_the_width_and_keeps_every_token() -> None:
-    tokens = [f"tok{i}" for i in range(30)]
-    lines = token_table(tokens, {"attention": [1 / 30] * 30, "gradient": [None] * 30}, width=60, indent="  ")
+def test_token_table_wraps_at_the_width_and_keeps_every_token_of_a_short_input() -> None:
+    tokens = [f"tok{i}" for i in range(LONG_INPUT)]
+    lines = token_table(tokens, {"attention": [1 / 24] * 24, "gradient": [None] * 24}, width=60, indent="  ")
     assert max(len(line) for line in lines) <= 60
     assert len(lines) % 3 == 0 and len(lines) > 3
     shown = [cell for line in lines if line.startswith("  token") for cell in line.split()[1:]]
     assert shown == tokens
     assert all(line.split()[1:] == ["-"] * len(line.split()[1:]) for line in lines if line.startswith("  gradient"))
+
+
+def test_a_long_input_shows_the_largest_values_of_each_row_with_their_neighbours() -> None:
+    length = 256
+    attention = [0.001] * length
+    attention[10], attention[200] = 0.5, 0.3
+    gradient = [1e-6 * (p % 7) for p in range(length)]
+    gradient[100] = 4e-5
+    rows = {"attention": attention, "gradient": gradient}
+    columns = shown_positions(rows, length)
+    shown = [c for c in columns if isinstance(c, int)]
+    assert {10, 200, 100} <= set(shown) and {8, 12, 98, 102, 198, 202} <= set(shown)
+    assert len(shown) <= 2 * TOP * (2 * WINDOW + 1)
+    assert [p for c in columns for p in ([c] if isinstance(c, int) else c)] == list(range(length))  # gaps cover the rest
+    lines = token_table([f"t{p}" for p in range(length)], rows, width=80, indent="  ")
+    assert len(lines) <= 16 and max(len(line) for line in lines) <= 80
+    assert "256 tokens: the 3 largest values of each row" in " ".join(lines) and "4.0e-5" in " ".join(lines)

@@ -75,10 +75,10 @@ def test_summary_section_has_a_row_per_audit_and_check_and_the_worst_instance(mo
         [
             "*= attnfaith =*",
             "*check*statistic*value*interval*required*verdict*instances*",
-            "test_models.py::test_fixture[[]faithful[]]: passed",
+            "test_models.py::test_fixture[[]faithful[]]: passed; pytest: passed",
             "  gradient *mean Kendall τ*>= 0.250*passed*8 instances, 0 flagged (0%)",
-            "test_models.py::test_fixture[[]unused[]]: FAILED (used, unique answered no)",
-            "  permutation *fraction flagged*1.000*[[]0.676, 1.000[]]*<= 0.500*FAILED*8 instances, 8 flagged (100%)",
+            "test_models.py::test_fixture[[]unused[]]: FAILED (used, unique answered no); pytest: failed",
+            "  permutation *fraction flagged*1.000*[[]0.631, 1.000[]]*<= 0.500*FAILED*8 instances, 8 flagged (100%)",
             "2 audits in 2 tests: 1 failed, 4 of 12 checks failed, 0 inconclusive",
             "worst instances of the failing checks*",
             "  instance *, worst for permutation*",
@@ -118,13 +118,15 @@ def test_a_second_audit_in_one_test_is_recorded_separately(pytester: pytest.Pyte
         from pytest_attnfaith.zoo import ZooModel, sentiment_task
 
         def test_two(attnfaith):
-            inputs = sentiment_task(4).inputs()
+            inputs = sentiment_task(8).inputs()
             for kind in ("faithful", "unused"):
                 attnfaith.audit(af.wrap(ZooModel(kind), attention="attn", embeddings="embed"), inputs, checks=["uniform"])
         """
     )
     result = pytester.runpytest("--attnfaith-json", "out.json", "--junitxml", "junit.xml")
-    result.stdout.fnmatch_lines(["test_two.py::test_two: passed", "test_two.py::test_two #2: FAILED (used answered no)"])
+    result.stdout.fnmatch_lines(
+        ["test_two.py::test_two: passed; pytest: passed", "test_two.py::test_two #2: FAILED (used answered no); pytest: passed"]
+    )
     reports = read_json(pytester.path / "out.json")["tests"]["test_two.py::test_two"]
     assert [report["passed"] for report in reports] == [True, False]
     names = [p.get("name") for p in ET.parse(pytester.path / "junit.xml").iter("property")]
@@ -143,3 +145,17 @@ def test_xdist_workers_send_every_audit_to_the_controller(model_repo: pytest.Pyt
     assert document["summary"]["audits"] == 6
     html = (model_repo.path / "out.html").read_text(encoding="utf-8")
     assert all(nodeid in html for nodeid in CASES)
+
+
+def test_a_failure_on_256_token_inputs_prints_a_bounded_number_of_lines(pytester: pytest.Pytester) -> None:
+    from tests.plugin.test_html_layout import LONG_TESTS
+
+    pytester.makepyfile(test_long=LONG_TESTS)
+    result = pytester.runpytest()
+    result.assert_outcomes(failed=1)
+    # Everything before pytest's short summary, which under CI=true repeats the whole message.
+    printed = result.stdout.str().split("short test summary")[0]
+    section = printed.split("= attnfaith =")[1].splitlines()
+    assert len(printed.splitlines()) <= 150 and len(section) <= 45  # 339 lines before the windowed tables
+    assert max(len(line) for line in section if line.startswith("    ")) <= 80  # the token tables fit the terminal
+    result.stdout.fnmatch_lines(["*256 tokens: the 3 largest values of each row*", "*superb*"])

@@ -1,0 +1,173 @@
+"""One-token counterfactual passes for causal decoders: the last real token alone, from the edited layer up.
+
+In a causal decoder no position attends to a later one, so editing the attention of the last real token at
+layer l changes that token's hidden states from layer l on and nothing else, at any layer. A counterfactual
+pass is therefore the last token alone, run through layers l, l+1, ... against the keys and values of the
+clean pass, then the output head (with ``targets``, its target rows only): about (L − l)/(L·T) of a full pass.
+
+Each instance's clean pass is cached by the content of its inputs (``RowCache``): every layer's keys and
+values, and the hidden state entering every layer at its last real token. A pass over n rows (instances
+repeated: the permutations of one instance, the (instance, head) pairs of the per-head atlas) groups the
+rows of each instance: its last token is copied once per row along the query axis. Each copy attends to the
+instance's real tokens before the last one (cached) and to itself — its own key and value replace the
+cached ones of the last token, which differ from layer l + 1 on — and not to the other copies; each copy
+carries its row's edit. The layers run through the model's own forward: its list of layers cut to l..,
+the hidden states entering layer l substituted by a pre-hook (``hf_fast``), a 4-D additive mask, explicit
+position ids and a ``DynamicCache`` built from the cached keys and values. The adapter checks the result
+against a full pass once per session with an edit, and at every layer without one against the clean pass's
+logits, and falls back to full passes where they disagree.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from pytest_attnfaith.adapters import hf_fast
+from pytest_attnfaith.adapters.base import QueryRows, _Armed
+from pytest_attnfaith.adapters.rowcache import RowCache
+
+
+def last_positions(mask: Tensor) -> Tensor:
+    """Per row, the last position with ``mask == 1`` (0 for a row without any)."""
+    positions = torch.arange(mask.shape[1], device=mask.device).expand_as(mask)
+    return torch.where(mask.bool(), positions, -1).max(dim=1).values.clamp(min=0)
+
+
+@contextlib.contextmanager
+def recording_last(stack: hf_fast.Stack, last: Tensor, into: dict[int, Tensor]) -> Iterator[None]:
+    """Record, per layer, the hidden state entering it at each row's last real token (layer → (n, D))."""
+
+    def hook(index: int) -> Callable[..., None]:
+        def record(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+            hidden = hf_fast._hidden_argument(args, kwargs)
+            if hidden is not None:
+                into[index] = hidden.detach()[torch.arange(hidden.shape[0], device=hidden.device), last.to(hidden.device)]
+
+        return record
+
+    handles = [block.register_forward_pre_hook(hook(index), with_kwargs=True) for index, block in enumerate(stack.blocks)]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def clean_entries(output: Any, hidden: dict[int, Tensor], layers: int, length: int) -> dict[str, Tensor] | None:
+    """What a counterfactual pass needs from a clean pass: keys, values and entering hidden states per layer
+    (None where the model's cache does not hold every token of every layer)."""
+    cache = getattr(output, "cache", None) or getattr(output, "past_key_values", None)
+    cache_layers = getattr(cache, "layers", None)
+    if cache_layers is None or len(cache_layers) < layers or len(hidden) != layers:
+        return None
+    entries: dict[str, Tensor] = {}
+    for index in range(layers):
+        keys, values = getattr(cache_layers[index], "keys", None), getattr(cache_layers[index], "values", None)
+        if not isinstance(keys, Tensor) or not isinstance(values, Tensor) or keys.dim() != 4 or keys.shape[-2] != length:
+            return None
+        entries[f"key{index}"], entries[f"value{index}"] = keys.detach(), values.detach()
+        entries[f"hidden{index}"] = hidden[index]
+    return entries
+
+
+class DecoderShortcut:
+    """The cache of clean passes of one session, and the one-token counterfactual passes over it."""
+
+    def __init__(self, model: nn.Module, stack: hf_fast.Stack, capacity: int) -> None:
+        self.model = model
+        self.stack = stack
+        self.layers = len(stack.blocks)
+        self.cache = RowCache(capacity)
+        self.verified: dict[int, bool] = {}
+        self.difference: dict[int, float] = {}  # per layer: an unedited one-token pass against the clean logits
+        self.edited_difference: float | None = None  # once: an edited one-token pass against the full pass
+        self.edited_agrees = False
+        self.passes = 0
+
+    def run(self, kwargs: dict[str, Any], armed: _Armed, layer: int, slots: Tensor, tap: Any) -> Any:
+        """The model's output for the rows of ``kwargs`` (cached at ``slots``) with ``armed``'s edit at ``layer``:
+        logits (n, C) at each row's last real token."""
+        mask = kwargs.get("attention_mask")
+        mask = torch.ones_like(kwargs["input_ids"]) if mask is None else mask
+        length = mask.shape[1]
+        groups, inverse = torch.unique(slots, return_inverse=True)
+        count = len(groups)
+        copy = copy_index(inverse)
+        copies = int(copy.max()) + 1
+        last = last_positions(mask)
+        first_row = first_rows(inverse, count)
+        stored = self.cache.stored
+        hidden = stored[f"hidden{layer}"][groups]
+        entering = hidden[:, None, :].expand(count, copies, hidden.shape[-1]).contiguous()
+        ids = kwargs.get("position_ids")
+        position = ids[first_row, last[first_row]] if isinstance(ids, Tensor) else last[first_row]
+        keys = torch.arange(length, device=mask.device).expand(len(inverse), length).clone()
+        keys[torch.arange(len(inverse), device=mask.device), last] = length + copy
+        rows = torch.arange(len(inverse), device=mask.device)
+        packed = _Armed(
+            size=count,
+            at=QueryRows(owner=rows, query=copy, position=last, batch=inverse, keys=keys),
+            real=armed.real,
+            mask=armed.mask,
+            edit=armed.edit,
+            detach=armed.detach,
+            heads=armed.heads,
+            causal=True,
+        )
+        cache = self._cache_for(groups, layer)
+        additive = self._mask(mask[first_row].bool(), last[first_row], copies, entering.dtype)
+        tap.arm(packed)
+        try:
+            with hf_fast.from_layer(self.stack, layer, entering):
+                output = self.model(
+                    inputs_embeds=torch.zeros_like(entering),
+                    attention_mask=additive,
+                    position_ids=position[:, None].expand(count, copies),
+                    cache=cache,
+                    use_cache=True,
+                )
+        finally:
+            tap.arm(armed)
+        armed.calls += packed.calls
+        armed.rows = packed.rows
+        logits = output.logits if hasattr(output, "logits") else output[0]
+        return logits[inverse, copy]
+
+    def _cache_for(self, groups: Tensor, layer: int) -> Any:
+        from transformers import DynamicCache
+
+        stored = self.cache.stored
+        data = [
+            (stored[f"key{j}"][groups], stored[f"value{j}"][groups]) if j >= layer else (None, None) for j in range(self.layers)
+        ]
+        return DynamicCache(ddp_cache_data=data)
+
+    @staticmethod
+    def _mask(mask: Tensor, last: Tensor, copies: int, dtype: torch.dtype) -> Tensor:
+        """(G, 1, k, T + k): each copy sees the real tokens before its instance's last one, and itself."""
+        count, length = mask.shape
+        before = mask & (torch.arange(length, device=mask.device)[None, :] < last[:, None])
+        itself = torch.eye(copies, dtype=torch.bool, device=mask.device).expand(count, -1, -1)
+        seen = torch.cat([before[:, None, :].expand(count, copies, length), itself], dim=2)
+        return torch.where(seen, torch.zeros((), dtype=dtype), torch.finfo(dtype).min)[:, None]
+
+
+def first_rows(inverse: Tensor, count: int) -> Tensor:
+    """Per group of ``inverse`` (``torch.unique``'s), its first row."""
+    first = torch.full((count,), len(inverse), dtype=torch.long, device=inverse.device)
+    return first.scatter_reduce(0, inverse, torch.arange(len(inverse), device=inverse.device), reduce="amin")
+
+
+def copy_index(inverse: Tensor) -> Tensor:
+    """Per row, its rank among the rows of the same group (0, 1, ... in order of appearance)."""
+    order = torch.argsort(inverse, stable=True)
+    counts = torch.bincount(inverse)
+    starts = torch.cumsum(counts, 0) - counts
+    copy = torch.empty_like(inverse)
+    copy[order] = torch.arange(len(inverse), device=inverse.device) - starts[inverse[order]]
+    return copy

@@ -1,0 +1,48 @@
+"""The per-head atlas in the reports: JSON rows, the HTML heat maps per question, the terminal lines."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import pytest_attnfaith as af
+from pytest_attnfaith.report.atlas import answers, atlas_html, atlas_lines, head_counts
+from pytest_attnfaith.report.terminal import summary_lines
+
+pytest.importorskip("transformers")
+
+
+@pytest.fixture(scope="module")
+def document() -> dict:
+    from tests.huggingface.conftest import build, token_batch
+
+    report = af.audit(build("llama"), token_batch(size=12), checks=["uniform", "gradient"], per_head=True, targets=[7, 11])
+    return json.loads(report.to_json())
+
+
+def test_the_json_rows_carry_every_documented_field(document):
+    row = document["per_head"][0]
+    fields = {"layer", "head", "check", "question", "statistic", "interval", "threshold", "verdict", "interval_verdict"}
+    fields |= {"p_pass", "p_fail", "q_pass", "q_fail", "q_value", "effect", "rank", "per_instance", "instances", "undefined"}
+    assert fields <= set(row) and set(row["effect"]) == {"name", "value", "interval"}
+    assert len(document["per_head"]) == 2 * 5 * 2 and {r["head"] for r in document["per_head"]} == {0, 1, 2, 3, "all"}
+
+
+def test_the_html_has_a_layer_by_head_map_per_question(document):
+    html = atlas_html(document)
+    grids = answers(document["per_head"])
+    assert set(grids) == {"used", "agrees"}
+    assert html.count('<table class="heat">') == 2 and "<th>all</th>" in html
+    cells = html.count("<td class=")
+    assert cells == 2 * 2 * 5  # two questions, two layers, four heads and the layer's row
+    assert sum(head_counts(document["per_head"])["uniform"].values()) == 8
+
+
+def test_the_terminal_names_the_layers_and_heads_that_matter(document):
+    lines = atlas_lines("test_x", document)
+    assert lines[0][0].startswith("test_x: per-head atlas, 2 layers × 4 heads")
+    uniform = next(text for text, _ in lines if text.strip().startswith("uniform:"))
+    assert "top heads by effect: L" in uniform and "layers passing:" in uniform
+    text = "\n".join(line for line, _ in summary_lines({"test_x": [document]}))
+    assert "per-head atlas" in text
