@@ -128,14 +128,15 @@ def test_importances_that_do_not_depend_on_the_head_are_computed_once(tiny, batc
     calls = {"gradient": 0, "loo": 0}
 
     def counting(key, original):
-        def attribute(context):
+        def importance(context):
             calls[key] += 1
             return original(context)
 
-        return attribute
+        return importance
 
-    monkeypatch.setattr(gradient_x_input, "attribute", counting("gradient", gradient_x_input.attribute))
-    monkeypatch.setattr(leave_one_out, "attribute", counting("loo", leave_one_out.attribute))
+    # The explainers remember their importance per context; count the computations behind that memo.
+    monkeypatch.setattr(gradient_x_input, "_importance", counting("gradient", gradient_x_input._importance))
+    monkeypatch.setattr(leave_one_out, "_importance", counting("loo", leave_one_out._importance))
     report = af.audit(tiny["llama"], batch, checks=["gradient", "loo"], per_head=True)
     assert calls == {"gradient": 2, "loo": 1}  # one per layer (layer 1's is the audit's own), one per audit
     assert len(report.per_head) == 2 * 5 * 2
