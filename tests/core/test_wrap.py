@@ -91,7 +91,7 @@ def test_the_atlas_of_a_wrapped_multihead_attention_edits_each_head_alone() -> N
     """Head h's uniform row equals a single-head audit of head h; the layer's row equals the default audit."""
     model = af.wrap(MHAClassifier(heads=2), attention="mha", embeddings="embed")
     atlas = af.audit(model, INPUTS, checks=["uniform", "gradient"], per_head=True)
-    rows = {(row["head"], row["check"]): torch.tensor(row["per_instance"]) for row in atlas.per_head}
+    rows = {(row["head"], row["check"]): row for row in atlas.per_head}
     assert set(rows) == {(head, check) for head in (0, 1, "all") for check in ("uniform", "gradient")}
     for head in (0, 1):
         alone = af.audit(model, INPUTS, checks=["uniform"], head=head)
