@@ -335,12 +335,12 @@ class AttentionModel(ABC):
         }
 
     def layer_indices(self) -> list[int]:
-        """The attention layers that can be read (one for a wrapped module)."""
-        return [self.options.layer]
+        """The attention layers that can be read (one for a wrapped module: layer 0)."""
+        return [0]
 
     def read_layer(self) -> int:
         """The layer read and replaced under the current options (an element of ``layer_indices``)."""
-        return self.options.layer
+        return 0
 
     def causal_attention(self) -> bool | None:
         """Whether the read layer masks future keys (None: not known before its weights are seen)."""
