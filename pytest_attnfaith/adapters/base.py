@@ -161,6 +161,12 @@ class _Armed:
     rows: Tensor | None = None
     captured: Tensor | None = None
 
+    def repacked(self, size: int, at: QueryRows, causal: bool) -> _Armed:
+        """The same edit on ``size`` other query rows (``at``), with fresh counters: a shortcut's pass."""
+        return _Armed(
+            size=size, at=at, real=self.real, mask=self.mask, edit=self.edit, detach=self.detach, heads=self.heads, causal=causal
+        )
+
     def select(self, index: Tensor) -> _Armed:
         """The same pass for instances ``index`` only (one pair per instance)."""
         return _Armed(

@@ -109,16 +109,7 @@ class DecoderShortcut:
         keys = torch.arange(length, device=mask.device).expand(len(inverse), length).clone()
         keys[torch.arange(len(inverse), device=mask.device), last] = length + copy
         rows = torch.arange(len(inverse), device=mask.device)
-        packed = _Armed(
-            size=count,
-            at=QueryRows(owner=rows, query=copy, position=last, batch=inverse, keys=keys),
-            real=armed.real,
-            mask=armed.mask,
-            edit=armed.edit,
-            detach=armed.detach,
-            heads=armed.heads,
-            causal=True,
-        )
+        packed = armed.repacked(count, QueryRows(owner=rows, query=copy, position=last, batch=inverse, keys=keys), causal=True)
         cache = self._cache_for(groups, layer)
         additive = self._mask(mask[first_row].bool(), last[first_row], copies, entering.dtype)
         tap.arm(packed)

@@ -101,16 +101,8 @@ class QueryCopies:
         hidden[inverse, length + copy] = entering[inverse, query]
         index = torch.arange(rows, device=inverse.device)
         keys = torch.arange(length, device=inverse.device).expand(rows, length)
-        packed = _Armed(
-            size=count,
-            at=QueryRows(owner=index, query=length + copy, position=query, batch=inverse, keys=keys),
-            real=armed.real,
-            mask=armed.mask,
-            edit=armed.edit,
-            detach=armed.detach,
-            heads=armed.heads,
-            causal=False,
-        )
+        at = QueryRows(owner=index, query=length + copy, position=query, batch=inverse, keys=keys)
+        packed = armed.repacked(count, at, causal=False)
         out: Tensor | None = None
         tap.arm(packed)
         try:
