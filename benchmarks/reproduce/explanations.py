@@ -1,14 +1,15 @@
 """``python -m benchmarks.reproduce.explanations``: which explanation clears the bar on SST, per model and removal.
 
 Trains the models as the reproduction does (J&W's BiLSTM: ``experiments.train_variant``; MiniLM fine-tuned:
-``transformer.fine_tune``), draws a seeded sample of test sentences, and runs ``af.compare_explanations`` with
-every applicable explainer under both removal operators (``removal="delete"`` and ``"mask"``). Writes the
-comparisons (JSON), one HTML page through the plugin's report, and the Markdown section of
-``benchmarks/REPRODUCTION.md``.
+``transformer.fine_tune``) and loads SmolLM2-135M-Instruct as a zero-shot classifier (``benchmarks/smollm2.py``),
+draws a seeded sample of test sentences, and runs ``af.compare_explanations`` with every applicable explainer
+(SmolLM2: ``--smollm2-explainers``) under both removal operators (``removal="delete"`` and ``"mask"``). Writes
+the comparisons (JSON), one HTML page through the plugin's report, and the Markdown section of
+``benchmarks/REPRODUCTION.md``; ``--from-json`` rewrites the last two from a JSON, whose ``runs`` name the
+command behind each model's rows (two runs' JSON merged: both runs listed).
 
-A model is a ``Case`` built by a function of ``MODELS``; ``explain_model`` runs any case. To add a model
-(e.g. SmolLM2 as a zero-shot classifier), add ``MODELS["smollm2"] = smollm2_case`` returning its ``Case`` with
-``options={"targets": [...]}``.
+A model is a ``Case`` built by a function of ``MODELS``; ``explain_model`` runs any case. To add a model, add
+``MODELS[name]`` returning its ``Case`` (``sst_smollm2``: a causal LM with ``options={"targets": [...]}``).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import numpy as np
 import torch
 
 import pytest_attnfaith as af
+from benchmarks import smollm2
 from benchmarks.reproduce.__main__ import DEFAULT_DATA
 from benchmarks.reproduce.data import PAD, Dataset, batch_inputs, load_sst
 from benchmarks.reproduce.experiments import VARIANTS, Settings, train_variant
@@ -36,6 +38,7 @@ from benchmarks.sections import write_section
 from pytest_attnfaith.audit import environment
 
 REMOVALS = ("delete", "mask")
+SMOLLM2_EXPLAINERS = ("attention", "rollout", "gradient_x_input", "leave_one_out", "integrated_gradients")  # no shapley: cost
 
 
 @dataclass
@@ -82,7 +85,58 @@ def sst_minilm(args: argparse.Namespace, dataset: Dataset) -> Case:
     )
 
 
-MODELS: dict[str, Callable[[argparse.Namespace, Dataset], Case]] = {"bilstm": sst_bilstm, "minilm": sst_minilm}
+def sst_smollm2(args: argparse.Namespace, dataset: Dataset) -> Case:
+    """SmolLM2-135M-Instruct as a zero-shot classifier (``benchmarks/smollm2.py``): the output is the softmax over the
+    label words' next-token logits; the prompt's template is special and stays (the explanations rank the review's
+    tokens); its pad token ``<|im_end|>`` masks a token. No training: the accuracy is the audited sentences'."""
+    from benchmarks.llm_page import accuracy
+
+    model, tokenizer = smollm2.load()
+    test = dataset.test.sample(args.smollm2_sentences, args.seed)
+    texts = [" ".join(words) for words in test.words]
+    explainers, inputs = tuple(args.smollm2_explainers), _prompts(tokenizer, texts)
+    tokens = float((inputs["attention_mask"].bool() & ~inputs["special_tokens_mask"].bool()).sum(dim=1).double().mean())
+    record = {
+        "audited_accuracy": accuracy(model, tokenizer, texts, test.labels)["accuracy"],
+        "audited": len(texts),
+        "note": _smollm2_note(explainers, tokens),
+    }
+    adapter, label = af.huggingface(model, tokenizer=tokenizer), "SmolLM2-135M-Instruct, zero-shot"
+    return Case("smollm2", label, adapter, inputs, explainers, {"targets": list(smollm2.TARGETS)}, record)
+
+
+def _smollm2_note(explainers: tuple[str, ...], tokens: float) -> str:
+    """What the SmolLM2 rows explain (``tokens``: the mean number of review tokens), and why ``shapley`` is missing."""
+    note = (
+        "The prompt's template (`Review:`, `\\nSentiment:`) is special: only the review's tokens are ranked and "
+        f"removed ({tokens:.1f} per prompt on average); `<|im_end|>` (the pad token) masks a token."
+    )
+    if "shapley" not in explainers:
+        note += (
+            " No `shapley`: with its default 25 samples it runs 25 × (n − 1) passes per sentence and removal "
+            f"({25 * (tokens - 1):.0f} here), against 100 for the random orderings every explainer's gain is "
+            "measured on: over the run's budget."
+        )
+    return note
+
+
+def _prompts(tokenizer: Any, texts: list[str]) -> dict[str, torch.Tensor]:
+    """The zero-shot prompts of ``texts``, right-padded, with every token outside the review (the template
+    ``Review:`` … ``\\nSentiment:``) marked special."""
+    prompts = [smollm2.prompt(text) for text in texts]
+    encoded = tokenizer(prompts, return_tensors="pt", padding=True, return_offsets_mapping=True)
+    spans = encoded.pop("offset_mapping")  # (B, T, 2) characters; (0, 0) on padding
+    begin = smollm2.prompt("").index("\n")  # where the text starts in every prompt
+    ends = torch.tensor([begin + len(text) for text in texts])[:, None]
+    review = (spans[..., 1] > begin) & (spans[..., 0] < ends)
+    return {**encoded, "special_tokens_mask": (~review).long()}
+
+
+MODELS: dict[str, Callable[[argparse.Namespace, Dataset], Case]] = {
+    "bilstm": sst_bilstm,
+    "minilm": sst_minilm,
+    "smollm2": sst_smollm2,
+}
 
 
 def explain_model(case: Case, seed: int, batch_size: int) -> dict[str, Any]:
@@ -100,24 +154,24 @@ def explain_model(case: Case, seed: int, batch_size: int) -> dict[str, Any]:
 
 def markdown(result: dict[str, Any]) -> str:
     """The REPRODUCTION.md section: per model and removal operator, every explainer's two gains with intervals."""
-    run = result["run"]
     first = next(iter(result["models"][0]["removals"].values()))["reports"]
     options = next(iter(first.values()))["options"]
-    lines = [
-        "## Which explanation clears the bar (ERASER against random orderings)",
+    lines = ["## Which explanation clears the bar (ERASER against random orderings)", ""]
+    lines += [_run_line(run) for run in runs(result)]
+    lines += [
         "",
-        f"Command: `{run['command']}` ({run['seconds'] / 60:.0f} min on {run['machine']}). Versions: torch "
-        f"{run['versions']['torch']}, transformers {run['versions']['transformers']}. Seed {run['seed']}; test sentences "
-        f"drawn at random with the seed. Each cell: the mean gain in p_ŷ over {options['random_orderings']} random orderings "
-        "of the same tokens (comprehensiveness: explainer − random; sufficiency: random − explainer), its 95% bootstrap "
-        f"interval, and the verdict against the margin {options['comprehensiveness_threshold']:g} (bins "
-        f"{options['aopc_bins']}); in brackets the raw ERASER mean (comprehensiveness: higher is better; sufficiency: "
-        "lower is better). Ranked as `compare_explanations` ranks.",
+        "Test sentences drawn at random with the seed. Each cell: the mean gain in p_ŷ over "
+        f"{options['random_orderings']} random orderings of the same tokens (comprehensiveness: explainer − random; "
+        "sufficiency: random − explainer), its 95% bootstrap interval, and the verdict against the margin "
+        f"{options['comprehensiveness_threshold']:g} (bins {options['aopc_bins']}); in brackets the raw ERASER mean "
+        "(comprehensiveness: higher is better; sufficiency: lower is better). Ranked as `compare_explanations` ranks.",
         "",
     ]
     for model in result["models"]:
-        lines.append(f"### {model['label']} (test accuracy {model['test_accuracy']:.2f}; {model['audited']} test sentences)")
+        lines.append(f"### {model['label']} ({_accuracy(model)}; {model['audited']} test sentences)")
         lines.append("")
+        if model.get("note"):
+            lines += [model["note"], ""]
         lines.append("| removal | rank | explainer | comprehensiveness gain | sufficiency gain | verdict |")
         lines.append("|---|---|---|---|---|---|")
         for removal, comparison in model["removals"].items():
@@ -128,9 +182,29 @@ def markdown(result: dict[str, Any]) -> str:
                 lines.append(f"| {removal} | {rank} | {name} | {cells[0]} | {cells[1]} | {verdict} |")
         lines.append("")
         seconds = ", ".join(f"{removal} {c['seconds']:.0f} s" for removal, c in model["removals"].items())
-        lines.append(f"Time per comparison (every explainer, wall): {seconds}.")
+        lines.append(f"Time per comparison (the explainers above, wall): {seconds}.")
         lines.append("")
     return "\n".join(lines)
+
+
+def runs(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The runs behind the rows, each naming its models (a result of one run may have ``run`` alone)."""
+    return result.get("runs") or [{**result["run"], "models": [model["model"] for model in result["models"]]}]
+
+
+def _run_line(run: dict[str, Any]) -> str:
+    cpu = f", {run['cpu_seconds'] / 60:.0f} CPU-min" if "cpu_seconds" in run else ""
+    return (
+        f"* Rows of {', '.join(run['models'])}: `{run['command']}` ({run['seconds'] / 60:.0f} min{cpu} on "
+        f"{run['machine']}; torch {run['versions']['torch']}, transformers {run['versions']['transformers']}; "
+        f"seed {run['seed']})."
+    )
+
+
+def _accuracy(model: dict[str, Any]) -> str:
+    if "test_accuracy" in model:
+        return f"test accuracy {model['test_accuracy']:.2f}"
+    return f"accuracy {model['audited_accuracy']:.2f} on the audited sentences"
 
 
 def _cell(check: dict[str, Any]) -> str:
@@ -151,6 +225,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--bilstm-sentences", type=int, default=200, help="test sentences for the BiLSTM")
     p.add_argument("--minilm-sentences", type=int, default=100, help="test sentences for MiniLM")
     p.add_argument("--minilm-train", type=int, default=2000, help="SST training sentences for fine-tuning MiniLM")
+    p.add_argument("--smollm2-sentences", type=int, default=16, help="test sentences for SmolLM2 (zero-shot)")
+    p.add_argument("--smollm2-explainers", nargs="*", choices=af.EXPLAINER_NAMES, default=list(SMOLLM2_EXPLAINERS))
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", type=Path, default=Path("reports/explanations.json"))
@@ -173,21 +249,30 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> dict[str, Any]:
     """Train and compare every model of ``args.models``; the JSON-ready result (written after every model)."""
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)
-    started = time.perf_counter()
+    started = (time.perf_counter(), time.process_time())
     dataset = load_sst(args.data).limited(args.limit)
     result: dict[str, Any] = {"models": []}
     for name in args.models:
         result["models"].append(explain_model(MODELS[name](args, dataset), args.seed, args.batch_size))
-        result["run"] = {
-            "command": "python -m benchmarks.reproduce.explanations " + " ".join(sys.argv[1:] if argv is None else argv),
-            "seed": args.seed,
-            "seconds": time.perf_counter() - started,
-            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, torch threads {args.threads}",
-            "versions": environment(),
-        }
+        result["runs"] = [_run_record(args, argv, [model["model"] for model in result["models"]], started)]
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=1), encoding="utf-8")  # after every model: a long run keeps it
     return result
+
+
+def _run_record(
+    args: argparse.Namespace, argv: list[str] | None, models: list[str], started: tuple[float, float]
+) -> dict[str, Any]:
+    """This run: its command, the models it compared, its wall and CPU seconds since ``started``, machine, versions."""
+    return {
+        "command": "python -m benchmarks.reproduce.explanations " + " ".join(sys.argv[1:] if argv is None else argv),
+        "models": models,
+        "seed": args.seed,
+        "seconds": time.perf_counter() - started[0],
+        "cpu_seconds": time.process_time() - started[1],
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, torch threads {args.threads}",
+        "versions": environment(),
+    }
 
 
 def _write_html(path: Path, result: dict[str, Any]) -> None:
