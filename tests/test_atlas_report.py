@@ -46,3 +46,13 @@ def test_the_terminal_names_the_layers_and_heads_that_matter(document):
     assert "top heads by effect: L" in uniform and "layers passing:" in uniform
     text = "\n".join(line for line, _ in summary_lines({"test_x": [document]}))
     assert "per-head atlas" in text
+
+
+def test_small_effects_keep_their_digits_in_the_html_and_the_terminal(document):
+    """A random tiny Llama's uniform TVDs are about 1e-3: they read in exponent notation, never 0.00."""
+    uniform = [row for row in document["per_head"] if row["check"] == "uniform"]
+    assert max(abs(row["effect"]["value"]) for row in uniform) < 0.01
+    html = atlas_html(document)
+    assert ">0.00<" not in html and "e-" in html
+    line = next(text for text, _ in atlas_lines("test_x", document) if text.strip().startswith("uniform:"))
+    assert "0.000" not in line and "e-" in line

@@ -12,8 +12,9 @@ from collections import Counter
 from html import escape
 from typing import Any
 
+from pytest_attnfaith.formatting import compact
 from pytest_attnfaith.options import QUESTIONS
-from pytest_attnfaith.results import format_interval, question_answer
+from pytest_attnfaith.results import question_answer
 
 Rows = list[dict[str, Any]]
 ANSWER_CLASS = {"yes": "pass", "no": "fail", "inconclusive": "inconclusive", "not tested": "na"}
@@ -66,10 +67,7 @@ def atlas_lines(label: str, report: dict[str, Any]) -> list[tuple[str, str]]:
     counts = head_counts(rows)
     for check, tally in counts.items():
         passing = [row["layer"] for row in rows if row["check"] == check and row["head"] == "all" and row["verdict"] == "passed"]
-        best = ", ".join(
-            f"L{row['layer']}H{row['head']} {_number(row['effect']['value'])} {format_interval(row['effect']['interval'])}"
-            for row in top_heads(rows, check)
-        )
+        best = ", ".join(f"L{row['layer']}H{row['head']} {_effect(row)}" for row in top_heads(rows, check))
         lines.append(
             (
                 f"  {check}: heads {tally['passed']} passed, {tally['failed']} failed, {tally['inconclusive']} inconclusive; "
@@ -123,15 +121,21 @@ def _cell(answer: str, row: dict[str, Any] | None) -> str:
         return f'<td class="{ANSWER_CLASS[answer]}">{escape(answer)}</td>'
     value = row["effect"]["value"]
     title = (
-        f"{row['check']}: {row['effect']['name']} {_number(value)} {format_interval(row['effect']['interval'])}; "
-        f"{row['statistic_name']} {_number(row['statistic'])}, q {_number(row.get('q_value'))}: {row['verdict']}; "
+        f"{row['check']}: {row['effect']['name']} {_effect(row)}; "
+        f"{row['statistic_name']} {_number(row['statistic'])}, q {compact(row.get('q_value'))}: {row['verdict']}; "
         f"rank {row.get('rank')}"
     )
-    return f'<td class="{ANSWER_CLASS[answer]}" title="{escape(title)}">{_number(value, 2)}</td>'
+    return f'<td class="{ANSWER_CLASS[answer]}" title="{escape(title)}">{compact(value)}</td>'
 
 
 def _layer_list(layers: list[int]) -> str:
     return ", ".join(str(layer) for layer in layers) if layers else "none"
+
+
+def _effect(row: dict[str, Any]) -> str:
+    """A row's effect with its interval, two significant digits each (a TVD of 1e-4 reads ``1.0e-4``, not ``0.000``)."""
+    low, high = row["effect"]["interval"]
+    return f"{compact(row['effect']['value'])} [{compact(low)}, {compact(high)}]"
 
 
 def _number(value: float | None, digits: int = 3) -> str:
