@@ -43,32 +43,29 @@ def test_integrated_gradients_equal_captums_layer_integrated_gradients(bilstm, b
     """Zero baseline: the BiLSTM's padding row (id 0) is the zero embedding, so Captum's baseline ids are 0."""
     inputs = {key: value[:20] for key, value in bilstm_inputs.items()}
     ours = af.explain(af.wrap(bilstm, attention="attn", embeddings="embed"), inputs, "integrated_gradients", ig_method=method)
-    lig = captum_attr.LayerIntegratedGradients(probabilities(bilstm), bilstm.embed)
-    theirs = lig.attribute(
-        inputs["input_ids"],
-        baselines=real_replaced(inputs, 0),
-        additional_forward_args=(inputs["attention_mask"],),
-        target=predicted(bilstm, inputs),
-        n_steps=50,
-        method=method,
-    ).sum(dim=-1)
     assert bilstm.embed.weight[0].abs().max() == 0
-    assert np.abs(ours - theirs.detach().double().numpy()).max() < 1e-5
+    assert np.abs(ours - captum_integrated_gradients(bilstm, inputs, 0, 50, method)).max() < 1e-5
 
 
 def test_integrated_gradients_with_the_mask_baseline_equal_captums(bilstm, bilstm_inputs) -> None:
     inputs = {key: value[:12] for key, value in bilstm_inputs.items()}
     model = af.wrap(bilstm, attention="attn", embeddings="embed")
     ours = af.explain(model, inputs, "integrated_gradients", ig_baseline="mask", mask_token_id=7, ig_steps=24, batch_size=8)
+    assert np.abs(ours - captum_integrated_gradients(bilstm, inputs, 7, 24)).max() < 1e-5
+
+
+def captum_integrated_gradients(bilstm, inputs, baseline_id: int, steps: int, method: str = "gausslegendre") -> np.ndarray:
+    """Captum's ``LayerIntegratedGradients`` at the embeddings, real tokens replaced by ``baseline_id``, summed over D."""
     lig = captum_attr.LayerIntegratedGradients(probabilities(bilstm), bilstm.embed)
     theirs = lig.attribute(
         inputs["input_ids"],
-        baselines=real_replaced(inputs, 7),
+        baselines=real_replaced(inputs, baseline_id),
         additional_forward_args=(inputs["attention_mask"],),
         target=predicted(bilstm, inputs),
-        n_steps=24,
+        n_steps=steps,
+        method=method,
     ).sum(dim=-1)
-    assert np.abs(ours - theirs.detach().double().numpy()).max() < 1e-5
+    return theirs.detach().double().numpy()
 
 
 def test_integrated_gradients_are_complete_and_zero_off_the_real_positions(bilstm, bilstm_inputs) -> None:
