@@ -11,7 +11,7 @@ from pytest_attnfaith.errors import AttentionNotFaithful, ExplanationNotFaithful
 from pytest_attnfaith.explanations import audit_explanation, compare_explanations
 from pytest_attnfaith.options import questions_for
 from pytest_attnfaith.results import CheckResult, Report
-from pytest_attnfaith.worst import answered, flag_count, token_table, worst_by_instance
+from pytest_attnfaith.worst import answered, flag_count, instance_rows, token_table, worst_by_instance
 
 QUESTION_TEXT = {
     "used": "does the output depend on the attention?",
@@ -112,7 +112,5 @@ def _worst_instances(report: Report, count: int) -> list[str]:
     for index, reasons in worst.items():
         lines.append(f"    instance {index}, worst for {', '.join(reasons)}")
         row_tokens = tokens[index] if index < len(tokens) else []
-        rows = {label: values[index] if index < len(values) else []}
-        rows.update({name: rows_of[index] for name, rows_of in importances.items() if rows_of and index < len(rows_of)})
-        lines.extend(token_table(row_tokens, rows, indent="      "))
+        lines.extend(token_table(row_tokens, instance_rows(index, values, importances, label), indent="      "))
     return lines

@@ -24,7 +24,7 @@ import torch
 
 from pytest_attnfaith import _recording, atlas, progress
 from pytest_attnfaith.adapters import as_attention_model, prepare_batch
-from pytest_attnfaith.adapters.base import AttentionModel, check_distribution
+from pytest_attnfaith.adapters.base import check_distribution
 from pytest_attnfaith.adapters.sink import exclude_sink, excluded, sink_mass
 from pytest_attnfaith.checks import CHECKS, Context
 from pytest_attnfaith.checks._common import real_rows
@@ -49,10 +49,10 @@ def audit(model: Any, inputs: Any, checks: Any = None, seed: int = 0, **options:
     resolved = resolve_options(checks=checks, seed=seed, **options)
     with opened(model, inputs, resolved) as context:
         results = run_checks(context, resolved.checks)
-        reading = _reading(context.model, context, excluded(resolved.sink, context.model.causal_attention()))
         per_head = atlas.per_head_rows(context, results) if resolved.per_head else []
         instances = instances_of(context)
-        described = {**context.model.describe(), **reading}
+        sink = excluded(resolved.sink, context.model.causal_attention())
+        described = {**context.model.describe(), **_reading(context, sink, instances["sink_mass"])}
     report = build_report(results, resolved, described, instances, per_head)
     warn_inconclusive(report)
     _recording.publish(report)
@@ -155,20 +155,20 @@ def instances_of(context: Context) -> dict[str, Any]:
     }
 
 
-def _reading(adapter: AttentionModel, context: Context, sink: bool) -> dict[str, Any]:
-    """For ``report.model``: the sink (excluded or kept, its mean mass) and how much of the output's sensitivity to
-    the read layer's attention flows through the rows read, with a warning when the output pools other rows."""
-    mass = sink_mass(context.reference.attention, context.batch)
+def _reading(context: Context, sink: bool, mass: list[float]) -> dict[str, Any]:
+    """For ``report.model``: the sink (excluded or kept, the mean of its per-instance ``mass``) and how much of the
+    output's sensitivity to the read layer's attention flows through the rows read, with a warning when the output
+    pools other rows."""
     described: dict[str, Any] = {
         "sink": {
             "position": "first attended token",
             "option": context.options.sink,
             "excluded": sink,
-            "mean_mass": float(np.mean(mass)) if mass.size else None,
+            "mean_mass": float(np.mean(mass)) if mass else None,
         },
         "warnings": [],
     }
-    share = adapter.read_share(context.batch.select(slice(0, SHARE_INSTANCES)))
+    share = context.model.read_share(context.batch.select(slice(0, SHARE_INSTANCES)))
     if share is None:
         return described
     mean = float(torch.nanmean(share))

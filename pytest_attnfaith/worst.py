@@ -130,10 +130,14 @@ def _render(chunk: list[list[str]], names: list[str], label: int, indent: str) -
 
 
 def instance_rows(
-    index: int, attention: Sequence[Sequence[float]], importances: Mapping[str, Sequence[Sequence[float]] | None]
+    index: int,
+    attention: Sequence[Sequence[float]],
+    importances: Mapping[str, Sequence[Sequence[float]] | None],
+    label: str = "attention",
 ) -> dict[str, Sequence[float | None]]:
-    """The rows of one instance's token table: its attention, then each available importance."""
-    rows: dict[str, Sequence[float | None]] = {"attention": attention[index] if index < len(attention) else []}
+    """The rows of one instance's token table: its attention (or the scores named ``label``), then each available
+    importance."""
+    rows: dict[str, Sequence[float | None]] = {label: attention[index] if index < len(attention) else []}
     rows.update({name: values[index] for name, values in importances.items() if values and index < len(values)})
     return rows
 
