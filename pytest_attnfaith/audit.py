@@ -49,10 +49,11 @@ def audit(model: Any, inputs: Any, checks: Any = None, seed: int = 0, **options:
     resolved = resolve_options(checks=checks, seed=seed, **options)
     with opened(model, inputs, resolved) as context:
         results = run_checks(context, resolved.checks)
-        per_head = atlas.per_head_rows(context, results) if resolved.per_head else []
         instances = instances_of(context)
         sink = excluded(resolved.sink, context.model.causal_attention())
-        described = {**context.model.describe(), **_reading(context, sink, instances["sink_mass"])}
+        reading = _reading(context, sink, instances["sink_mass"])  # before describe(): its pass is counted there
+        per_head = atlas.per_head_rows(context, results) if resolved.per_head else []
+        described = {**context.model.describe(), **reading}
     report = build_report(results, resolved, described, instances, per_head)
     warn_inconclusive(report)
     _recording.publish(report)

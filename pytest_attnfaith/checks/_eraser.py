@@ -13,7 +13,7 @@ token). The same values for ``random_orderings`` orderings of the same real toke
 which must reach the ``<check>_threshold`` margin: the verdict reads "better than chance". Instances
 with fewer than two real tokens are undefined (NaN, counted). Every distinct (instance, ordering, k)
 row runs once, batched; the random orderings' rows are shared by every explanation tested on the same
-inputs (``Context.once``).
+inputs (``Context.remember``).
 """
 
 from __future__ import annotations
