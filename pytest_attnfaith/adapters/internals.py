@@ -161,7 +161,8 @@ def _blocks(model: AttentionModel, what: str) -> list[nn.Module]:
             f"{what} reads every layer's value vectors and output projection through transformers' AttentionInterface; "
             f"{type(model.module).__name__} ({model.kind}, read at {model.tap.where}) exposes only the attention distribution "
             "at the audited module: values, output projection, residual and layer norm are missing. Use a Hugging Face "
-            "model built on AttentionInterface, or explainer='attention' / 'attention_gradient'"
+            "model built on AttentionInterface, or explainer='attention' / 'attention_gradient' (or 'attention_norm' on an "
+            "nn.MultiheadAttention)"
         )
     stack = hf_fast.find_stack(model.module, [layer.module for layer in layers])
     if stack is None:

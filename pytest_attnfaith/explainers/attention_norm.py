@@ -8,7 +8,8 @@ projection. The score of token j is the norm of its whole contribution, heads su
 ``"all"``: the mean over the real rows); ``head`` is not used. Restricted to the real positions, renormalised.
 
 Needs each layer's value vectors and output projection: Hugging Face models on ``AttentionInterface``
-(``adapters.internals``); elsewhere an ``AttentionUnavailableError`` naming what is missing.
+(``adapters.internals``) and ``wrap()``-ed models whose attention is one ``nn.MultiheadAttention``
+(``adapters.mha``); elsewhere an ``AttentionUnavailableError`` naming what is missing.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from pytest_attnfaith.adapters import internals
+from pytest_attnfaith.adapters import internals, mha
 from pytest_attnfaith.adapters.context import Context
 from pytest_attnfaith.adapters.inputs import Batch
+from pytest_attnfaith.errors import AttentionUnavailableError
 from pytest_attnfaith.explainers._derived import per_chunk
 
 NAME = "explainer 'attention_norm'"
@@ -30,10 +32,27 @@ def attribute(context: Context) -> Tensor:
 
 
 def _norms(context: Context, batch: Batch) -> Tensor:
-    _, layers = internals.record(context.model, batch, NAME, upto=context.model.read_layer())
-    layer = layers[-1]
-    at = context.model.query_rows(batch.to(layer.weights.device))
-    weights = at.rows_of(layer.weights.detach())  # (P, H, T)
+    weights, transformed = _weights_and_values(context, batch)
+    at = context.model.query_rows(batch.to(weights.device))
+    rows = at.rows_of(weights.detach())  # (P, H, T)
     owner = at.owner if at.batch is None else at.batch
-    vectors = torch.einsum("pht,phtd->ptd", weights.double(), layer.transformed()[owner].double())
+    vectors = torch.einsum("pht,phtd->ptd", rows.double(), transformed[owner].double())
     return at.pool(vectors.norm(dim=-1)[:, None], batch.size)[:, 0]
+
+
+def _weights_and_values(context: Context, batch: Batch) -> tuple[Tensor, Tensor]:
+    """The chosen layer's weights (n, H, T, T) and f (n, H, T, D): through ``adapters.internals`` on a Hugging Face
+    model, through ``adapters.mha`` on a wrapped ``nn.MultiheadAttention``."""
+    model = context.model
+    attention = getattr(model, "attention_module", None)
+    if attention is None:
+        _, layers = internals.record(model, batch, NAME, upto=model.read_layer())
+        return layers[-1].weights, layers[-1].transformed()
+    seen: list[Tensor] = []
+    with mha.transformed_values(mha.find(attention, model.tap.where, NAME), seen):
+        forward = model.forward(batch, capture_attention=True, embeddings=lambda native: native)
+    if forward.captured is None or len(seen) != 1:
+        raise AttentionUnavailableError(
+            f"{NAME}: the attention at {model.tap.where} ran {len(seen)} times in one pass; expected once"
+        )
+    return forward.captured, seen[0]

@@ -70,6 +70,8 @@ def test_wrapped_models_name_what_is_missing() -> None:
     wrapped = af.wrap(ZooModel("faithful"), attention="attn", embeddings="embed")
     with pytest.raises(AttentionUnavailableError, match="values, output projection, residual and layer norm are missing"):
         af.explain(wrapped, inputs, "alti")
+    with pytest.raises(AttentionUnavailableError, match="holds no torch.nn.MultiheadAttention"):
+        af.explain(wrapped, inputs, "attention_norm")
     with pytest.raises(AttnFaithError, match="one attention layer"):
         af.explain(wrapped, inputs, "attention_flow")
     scores = af.explain(wrapped, inputs, "attention_gradient")
@@ -166,12 +168,11 @@ def test_the_decoy_bert_is_built_as_described() -> None:
     assert (cls_row * evidence).sum(dim=1).max() < 0.02  # the evidence: weakly attended
 
 
-def test_attention_norm_passes_comprehensiveness_where_attention_fails() -> None:
+@pytest.mark.parametrize("removal", ["delete", "mask"])
+def test_attention_norm_passes_comprehensiveness_where_attention_fails(removal: str) -> None:
     model = decoy_bert()
     inputs, _ = decoy_sentences(40, seed=2)
-    attention = af.audit_explanation(model, inputs, "attention", removal="mask", mask_token_id=PAD)
-    norm = af.audit_explanation(model, inputs, "attention_norm", removal="mask", mask_token_id=PAD)
-    assert attention.checks["comprehensiveness"].verdict == "failed"
-    assert norm.checks["comprehensiveness"].verdict == "passed"
-    comparison = af.compare_explanations(model, inputs, ["attention", "attention_norm"], removal="mask", mask_token_id=PAD)
+    comparison = af.compare_explanations(model, inputs, ["attention", "attention_norm"], removal=removal, mask_token_id=PAD)
+    assert comparison.reports["attention"].checks["comprehensiveness"].verdict == "failed"
+    assert comparison.reports["attention_norm"].checks["comprehensiveness"].verdict == "passed"
     assert comparison.ranking.index("attention_norm") < comparison.ranking.index("attention")
