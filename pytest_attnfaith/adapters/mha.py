@@ -48,10 +48,7 @@ def transformed_values(module: nn.MultiheadAttention, into: list[Tensor]) -> Ite
 
 def _transformed(module: nn.MultiheadAttention, value: Tensor) -> Tensor:
     width, heads = module.embed_dim, module.num_heads
-    if module.in_proj_weight is not None:
-        weight = module.in_proj_weight[2 * width :]
-    else:
-        weight = module.v_proj_weight
+    weight = module.in_proj_weight[2 * width :] if module.in_proj_weight is not None else module.v_proj_weight
     bias = module.in_proj_bias[2 * width :] if module.in_proj_bias is not None else None
     with torch.no_grad():
         values = nn.functional.linear(value, weight, bias)  # (n, T, E)

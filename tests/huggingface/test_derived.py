@@ -70,7 +70,7 @@ def test_wrapped_models_name_what_is_missing() -> None:
     wrapped = af.wrap(ZooModel("faithful"), attention="attn", embeddings="embed")
     with pytest.raises(AttentionUnavailableError, match="values, output projection, residual and layer norm are missing"):
         af.explain(wrapped, inputs, "alti")
-    with pytest.raises(AttentionUnavailableError, match="holds no torch.nn.MultiheadAttention"):
+    with pytest.raises(AttentionUnavailableError, match=r"holds no torch\.nn\.MultiheadAttention"):
         af.explain(wrapped, inputs, "attention_norm")
     with pytest.raises(AttnFaithError, match="one attention layer"):
         af.explain(wrapped, inputs, "attention_flow")
