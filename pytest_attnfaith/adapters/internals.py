@@ -25,8 +25,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from pytest_attnfaith.adapters.base import AttentionModel, Forward
+from pytest_attnfaith.adapters.base import AttentionModel
 from pytest_attnfaith.adapters.inputs import Batch
+from pytest_attnfaith.adapters.passes import Forward
 from pytest_attnfaith.errors import AttentionUnavailableError
 
 

@@ -8,10 +8,10 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from pytest_attnfaith.adapters.base import collect_chunks
-from pytest_attnfaith.adapters.context import Context
+from pytest_attnfaith.adapters.chunks import collect_chunks
 from pytest_attnfaith.adapters.inputs import Batch
 from pytest_attnfaith.metrics import restrict
+from pytest_attnfaith.session import Context
 
 
 def per_chunk(context: Context, compute: Callable[[Batch, slice], Tensor], *, rows: int | None = None) -> Tensor:

@@ -22,10 +22,10 @@ import torch
 from torch import Tensor, nn
 
 from pytest_attnfaith.adapters import internals
-from pytest_attnfaith.adapters.context import Context
 from pytest_attnfaith.adapters.inputs import Batch
 from pytest_attnfaith.errors import AttentionUnavailableError
 from pytest_attnfaith.explainers._derived import per_chunk, query_read
+from pytest_attnfaith.session import Context
 
 NAME = "explainer 'alti'"
 

@@ -22,10 +22,10 @@ from scipy.sparse.csgraph import maximum_flow
 from torch import Tensor
 
 from pytest_attnfaith.adapters import internals
-from pytest_attnfaith.adapters.context import Context
 from pytest_attnfaith.adapters.inputs import Batch
 from pytest_attnfaith.errors import AttnFaithError
 from pytest_attnfaith.explainers._derived import per_chunk
+from pytest_attnfaith.session import Context
 
 NAME = "explainer 'attention_flow'"
 SCALE = 2**24

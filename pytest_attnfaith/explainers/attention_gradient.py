@@ -16,9 +16,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from pytest_attnfaith.adapters.context import Context
 from pytest_attnfaith.adapters.inputs import Batch
 from pytest_attnfaith.explainers._derived import per_chunk
+from pytest_attnfaith.session import Context
 
 
 def attribute(context: Context) -> Tensor:

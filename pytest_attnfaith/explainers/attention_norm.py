@@ -18,10 +18,10 @@ import torch
 from torch import Tensor
 
 from pytest_attnfaith.adapters import internals, mha
-from pytest_attnfaith.adapters.context import Context
 from pytest_attnfaith.adapters.inputs import Batch
 from pytest_attnfaith.errors import AttentionUnavailableError
 from pytest_attnfaith.explainers._derived import per_chunk
+from pytest_attnfaith.session import Context
 
 NAME = "explainer 'attention_norm'"
 

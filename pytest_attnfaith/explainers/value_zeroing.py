@@ -17,10 +17,10 @@ import torch
 from torch import Tensor
 
 from pytest_attnfaith.adapters import internals
-from pytest_attnfaith.adapters.base import collect_chunks
-from pytest_attnfaith.adapters.context import Context
+from pytest_attnfaith.adapters.chunks import collect_chunks
 from pytest_attnfaith.adapters.inputs import Batch
 from pytest_attnfaith.explainers._derived import per_chunk, query_read
+from pytest_attnfaith.session import Context
 
 NAME = "explainer 'value_zeroing'"
 
