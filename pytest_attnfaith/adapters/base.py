@@ -24,6 +24,7 @@ from pytest_attnfaith.adapters.chunks import collect_chunks, write_chunk
 from pytest_attnfaith.adapters.inputs import Batch
 from pytest_attnfaith.adapters.outputs import NonFiniteOutputError, available_device
 from pytest_attnfaith.adapters.passes import Edit, Forward, QueryRows, _Armed
+from pytest_attnfaith.adapters.patches import exclusive
 from pytest_attnfaith.adapters.reading import Reading
 from pytest_attnfaith.adapters.tap import AttentionTap
 from pytest_attnfaith.errors import AttentionUnavailableError, AttnFaithError
@@ -166,26 +167,28 @@ class AttentionModel(ABC):
 
     @contextlib.contextmanager
     def session(self, options: Any) -> Iterator[AttentionModel]:
-        """Audit mode: eval(), taps installed, on the chosen device; everything restored on exit. ``options``: the
-        audit's options (or a ``Reading``), of which the adapter keeps the ``Reading``."""
-        options = self.options = Reading.of(options)
-        if options.device is not None:
-            available_device(options.device)
-        training = {name: sub.training for name, sub in self.module.named_modules()}
-        original = next((t.device for t in self.module.parameters()), None)
-        moved = original is not None and options.device is not None and torch.device(options.device) != original
-        try:
-            self.targets, self.tap.causal = self.resolve_targets(options.targets), None
-            if moved:
-                self.module.to(self.device)
-            self.module.eval()
-            with self._install():
-                yield self
-        finally:
-            for name, sub in self.module.named_modules():
-                sub.training = training.get(name, sub.training)
-            if moved:
-                self.module.to(original)
+        """Audit mode: eval(), taps installed, on the chosen device; everything restored on exit, also on error or
+        KeyboardInterrupt. ``options``: the audit's options (or a ``Reading``), of which the adapter keeps the
+        ``Reading``. One session per model at a time: another thread's session on the same model waits."""
+        with exclusive(self.module):
+            options = self.options = Reading.of(options)
+            if options.device is not None:
+                available_device(options.device)
+            training = {name: sub.training for name, sub in self.module.named_modules()}
+            original = next((t.device for t in self.module.parameters()), None)
+            moved = original is not None and options.device is not None and torch.device(options.device) != original
+            try:
+                self.targets, self.tap.causal = self.resolve_targets(options.targets), None
+                if moved:
+                    self.module.to(self.device)
+                self.module.eval()
+                with self._install():
+                    yield self
+            finally:
+                for name, sub in self.module.named_modules():
+                    sub.training = training.get(name, sub.training)
+                if moved:
+                    self.module.to(original)
 
     def query_rows(self, batch: Batch) -> QueryRows:
         """The query rows read and replaced: one per instance, or every real row (``query="all"``)."""
