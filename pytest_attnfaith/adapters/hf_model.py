@@ -278,6 +278,8 @@ class HuggingFaceLayers(HuggingFaceText):
             return "every real token (the mean of their rows is read)"
         if query == "auto":
             query = self.default_query
+        if isinstance(query, int) and query < 0:
+            return f"position {query} (counted from the end of the inputs)"
         return {"last": "last real token", "first": "first token (CLS)"}.get(str(query), f"position {query}")
 
     def _forward_text(self, chosen: int | None) -> str:
