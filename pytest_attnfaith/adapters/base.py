@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from pytest_attnfaith.adapters.chunks import collect_chunks, write_chunk
-from pytest_attnfaith.adapters.inputs import Batch, check_token_ids, check_weights, query_position
+from pytest_attnfaith.adapters.inputs import Batch, check_token_ids, check_weights, last_positions, query_position
 from pytest_attnfaith.adapters.outputs import NonFiniteOutputError, available_device
 from pytest_attnfaith.adapters.passes import Edit, Forward, QueryRows, _Armed
 from pytest_attnfaith.adapters.patches import exclusive
@@ -231,7 +231,7 @@ class AttentionModel(ABC):
         if query == "first":
             return torch.where(mask, positions, batch.length).min(dim=1).values.clamp(max=batch.length - 1)
         if query == "last":
-            return torch.where(mask, positions, -1).max(dim=1).values.clamp(min=0)
+            return last_positions(mask)
         return torch.full((batch.size,), query_position(int(query), batch.length), device=mask.device)
 
     @contextlib.contextmanager

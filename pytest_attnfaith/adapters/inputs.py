@@ -205,3 +205,10 @@ def query_position(query: int, length: int) -> int:
             f"-1..-{length} counting from the end, or 'first', 'last', 'auto' or 'all'"
         )
     return query % length
+
+
+def last_positions(mask: Tensor) -> Tensor:
+    """Per row, the last position with ``mask == 1`` (0 for a row without any): the last real token a causal model
+    reads, whose next-token distribution is the output, and ``query="last"``. The one place this is computed."""
+    positions = torch.arange(mask.shape[1], device=mask.device).expand_as(mask)
+    return torch.where(mask.bool(), positions, -1).max(dim=1).values.clamp(min=0)
