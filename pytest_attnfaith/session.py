@@ -164,6 +164,7 @@ def opened(model: Any, inputs: Any, options: Options) -> Iterator[Context]:
     batch = prepare_batch(inputs)
     with adapter.session(options):
         batch = batch.to(adapter.device)
+        adapter.check_inputs(batch)
         sink = excluded(options.sink, adapter.attention_is_causal(batch))
         if sink:
             batch = exclude_sink(batch)

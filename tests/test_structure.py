@@ -19,7 +19,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("session",),
     ("explainers",),
     ("checks",),
-    ("atlas", "audit", "explanations"),
+    ("head_atlas", "audit", "explanation_audit"),
     ("assertions",),
     ("report",),
     ("plugin", "cli", "demo", "strategies", "zoo", ""),
