@@ -210,6 +210,16 @@ class AttentionModel(ABC):
                 if moved:
                     self.module.to(original)
 
+    @contextlib.contextmanager
+    def reading_as(self, options: Any) -> Iterator[None]:
+        """Read and replace per ``options`` (a ``Reading``, or the audit's options) inside the block, the session's
+        reading again after it: another layer or head of the same session (the per-head atlas, rollout)."""
+        saved, self.options = self.options, Reading.of(options)
+        try:
+            yield
+        finally:
+            self.options = saved
+
     def query_rows(self, batch: Batch) -> QueryRows:
         """The query rows read and replaced: one per instance, or every real row (``query="all"``)."""
         if self.options.query == "all":
@@ -363,12 +373,8 @@ class AttentionModel(ABC):
                 f"rollout (Abnar & Zuidema) multiplies the attention of successive layers: {self.tap.where} is the "
                 "model's one attention layer; use explainer='attention'"
             )
-        saved = self.options
-        self.options = dataclasses.replace(saved, aggregation="rollout")
-        try:
+        with self.reading_as(dataclasses.replace(self.options, aggregation="rollout")):
             return self.forward_chunked(batch).attention
-        finally:
-            self.options = saved
 
     def _target_logits(self, logits: Tensor) -> Tensor:
         """The columns named by ``targets`` (all of them without)."""
