@@ -155,6 +155,7 @@ class Report:
     ``passed``: no required question answered no, nor inconclusive unless ``inconclusive="pass"``.
     ``kind``: ``"attention"`` (``af.audit``: used, agrees, unique) or ``"explanation"`` (``af.audit_explanation``:
     comprehensive, sufficient, agrees, of the scores of ``explainer``; ``instances["scores"]`` holds them).
+    ``error``: why an explainer could not run on the model (then no checks, and not passed).
     Per-token values (``instances["attention"]``, the ``importance`` of ``gradient`` and ``loo``)
     are ``RaggedRows``: ``rows[i]`` is instance i's list; ``to_dict()`` / ``to_json()`` write lists.
     """
@@ -170,6 +171,7 @@ class Report:
     per_head: list[dict[str, Any]] = field(default_factory=list)
     kind: str = "attention"
     explainer: str | None = None
+    error: str = ""
 
     @property
     def answers(self) -> dict[str, bool | None]:
@@ -199,6 +201,7 @@ class Report:
             "schema_version": SCHEMA_VERSION,
             "kind": self.kind,
             "explainer": self.explainer,
+            "error": self.error,
             "passed": bool(self.passed),
             "verdicts": dict(self.verdicts),
             "answers": self.answers,
@@ -255,9 +258,10 @@ def rank_explanations(checks: Mapping[str, Mapping[str, Any]]) -> list[str]:
 class Comparison:
     """Explanations tested on the same inputs (``af.compare_explanations``): ``reports`` (explainer name →
     ``Report``) and ``ranking`` (names, most faithful first: most checks passed, then the highest sum of
-    their statistics — ``ranking_key``)."""
+    their statistics — ``ranking_key``); ``unavailable``: explainer name → why it could not run on this model."""
 
     reports: dict[str, Report]
+    unavailable: dict[str, str] = field(default_factory=dict)
 
     @property
     def ranking(self) -> list[str]:
@@ -274,6 +278,7 @@ class Comparison:
             "kind": "explanation comparison",
             "ranking": self.ranking,
             "passing": self.passing,
+            "unavailable": dict(self.unavailable),
             "reports": {name: report.to_dict() for name, report in self.reports.items()},
         }
 
@@ -291,6 +296,7 @@ class Comparison:
                 for check in report.checks.values()
             )
             lines.append(f"  {rank}. {name}: {'passed' if report.passed else 'FAILED'} ({checks})")
+        lines.extend(f"  —  {name}: could not run: {reason}" for name, reason in self.unavailable.items())
         return "\n".join(lines)
 
 
