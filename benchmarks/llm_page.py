@@ -381,7 +381,7 @@ def _heat_map_section(atlas: dict[str, Any], last: int) -> list[str]:
     gradient = checks["gradient"]["details"]["importance"][0]
     loo = checks["loo"]["details"]["importance"][0]
     verdicts = atlas["verdicts"]
-    head = "| | " + " | ".join(token.replace("Ġ", "·").replace("|", "\\|") for token in tokens) + " |"
+    head = "| | " + " | ".join(token.replace("|", "\\|") for token in tokens) + " |"
     lines = [
         "## The last layer's heat map",
         "",

@@ -86,6 +86,14 @@ class CheckResult:
         """``verdict == "passed"``."""
         return self.verdict == "passed"
 
+    def __repr__(self) -> str:
+        """One line, as scipy's result objects print: the name, the statistic, its interval and the verdict."""
+        low, high = (_short(bound) for bound in self.interval)
+        return (
+            f"CheckResult(name={self.name!r}, statistic={_short(self.statistic)}, interval=({low}, {high}), "
+            f"verdict={self.verdict!r})"
+        )
+
     @property
     def undefined(self) -> int:
         """How many instances have an undefined (NaN) value."""
@@ -173,6 +181,19 @@ class Report:
     explainer: str | None = None
     error: str = ""
 
+    def __repr__(self) -> str:
+        """One line: the verdict, the answers, the checks that ran, how many instances (and heads); ``summary()`` and
+        ``print(report)`` say more, ``to_dict()`` holds everything."""
+        heads = f", per_head={len(self.per_head)}" if self.per_head else ""
+        subject = f"explainer={self.explainer!r}, " if self.explainer is not None else ""
+        return (
+            f"Report({subject}passed={self.passed}, verdicts={self.verdicts!r}, checks={list(self.checks)!r}, "
+            f"instances={self.instances.get('count', '?')}{heads})"
+        )
+
+    def __str__(self) -> str:
+        return self.summary()
+
     @property
     def answers(self) -> dict[str, bool | None]:
         """Question → True (yes), False (no) or None (inconclusive, or not tested)."""
@@ -232,7 +253,14 @@ class Report:
             need = " (required)" if question in self.required else ""
             lines.append(f"  {question}: {verdict.upper() if verdict in ('no', 'inconclusive') else verdict}{need}")
         lines.extend(f"  {result.describe()}" for result in self.checks.values())
+        lines.extend(self._per_head_lines())
         return "\n".join(lines)
+
+    def _per_head_lines(self) -> list[str]:
+        """An atlas's terminal lines (``report.atlas.atlas_lines``): per check, the heads' verdicts and the top heads."""
+        from pytest_attnfaith.report.atlas import atlas_lines
+
+        return [f"  {text}" for text, _ in atlas_lines("report.per_head", {"per_head": self.per_head})]
 
 
 def ranking_key(checks: Mapping[str, Any]) -> tuple[int, float]:
@@ -306,6 +334,11 @@ def format_interval(interval: tuple[float | None, float | None] | list[float | N
     if low is None or high is None or math.isnan(low) or math.isnan(high):
         return "[no interval]"
     return f"[{low:.3f}, {high:.3f}]"
+
+
+def _short(value: float | None) -> str:
+    """A statistic for a one-line ``repr``: four significant digits, ``nan`` where undefined."""
+    return "nan" if value is None or math.isnan(value) else f"{value:.4g}"
 
 
 def _fmt(value: float) -> str:

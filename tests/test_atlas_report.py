@@ -14,11 +14,25 @@ pytest.importorskip("transformers")
 
 
 @pytest.fixture(scope="module")
-def document() -> dict:
+def atlas_report() -> af.Report:
     from tests.huggingface.conftest import build, token_batch
 
-    report = af.audit(build("llama"), token_batch(size=12), checks=["uniform", "gradient"], per_head=True, targets=[7, 11])
-    return json.loads(report.to_json())
+    return af.audit(build("llama"), token_batch(size=12), checks=["uniform", "gradient"], per_head=True, targets=[7, 11])
+
+
+@pytest.fixture(scope="module")
+def document(atlas_report: af.Report) -> dict:
+    return json.loads(atlas_report.to_json())
+
+
+def test_print_of_an_atlas_is_a_summary_and_its_repr_one_line(atlas_report, capsys):
+    print(atlas_report)
+    printed = capsys.readouterr().out
+    assert len(printed) <= 4000 and printed == atlas_report.summary() + "\n"
+    assert "report.per_head: per-head atlas, 2 layers × 4 heads" in printed and "  uniform: heads " in printed
+    text = repr(atlas_report)
+    assert "\n" not in text and len(text) < 300 and text.startswith("Report(passed=False, verdicts={'used': ")
+    assert text.endswith("checks=['uniform', 'gradient'], instances=12, per_head=20)")
 
 
 def test_the_json_rows_carry_every_documented_field(document):

@@ -29,6 +29,7 @@ from pytest_attnfaith.adapters.base import AttentionModel, QueryRows
 from pytest_attnfaith.adapters.inputs import Batch
 from pytest_attnfaith.adapters.rowcache import RowCache, per_instance, row_keys_of
 from pytest_attnfaith.adapters.softmax import SoftmaxInterceptor
+from pytest_attnfaith.adapters.vocabulary import Vocabulary
 from pytest_attnfaith.errors import AttentionUnavailableError, AttnFaithError
 from pytest_attnfaith.formatting import plural
 from pytest_attnfaith.metrics import logits_of
@@ -157,7 +158,7 @@ class HuggingFaceModel(AttentionModel):
         first: dict[int, str] = {}
         for word, ids in pieces.items():
             if ids[0] in first:
-                token = tokenizer.convert_ids_to_tokens(ids[0])
+                token = Vocabulary(tokenizer).decode(ids[:1])[0]
                 raise AttnFaithError(
                     f"targets {first[ids[0]]!r} and {word!r} both start with token {ids[0]} ({token!r}): the next-token "
                     "distribution cannot tell them apart; expected words whose first tokens differ (or token ids)"
@@ -216,7 +217,7 @@ class HuggingFaceModel(AttentionModel):
         return {
             "distribution": "softmax over the next-token logits of the targets at the last real token",
             "ids": ids,
-            "tokens": tokenizer.convert_ids_to_tokens(ids) if tokenizer is not None else None,
+            "tokens": Vocabulary(tokenizer).decode(ids) if tokenizer is not None else None,
             "words": [word for word, _ in words] if words else None,
             "multi_token": [word for word, count in words if count > 1] if words else [],
             "output_head": f"target rows only ({len(ids)} of {size})" if self._head else f"all {size} rows, then the targets",
@@ -622,10 +623,11 @@ class HuggingFaceModel(AttentionModel):
         tokenizer = self.loaded_tokenizer()
         if tokenizer is None:
             return super().tokens(batch)
-        out = []
-        for row, real in zip(batch.input_ids.tolist(), batch.real.tolist(), strict=True):
-            out.append([str(token) for token, keep in zip(tokenizer.convert_ids_to_tokens(row), real, strict=True) if keep])
-        return out
+        decode = Vocabulary(tokenizer).decode
+        return [
+            decode([i for i, keep in zip(row, real, strict=True) if keep])
+            for row, real in zip(batch.input_ids.tolist(), batch.real.tolist(), strict=True)
+        ]
 
     def loaded_tokenizer(self) -> Any:
         """The tokenizer given, else the one saved beside the model's weights (local folders only), else None."""
