@@ -22,17 +22,29 @@ TEXTS = [
     "Review: a dull , dumb film\nSentiment:",
     "Review: the cast is gorgeous and witty\nSentiment:",
 ]
+LABELS = ["Sentiment: positive", "Sentiment: negative"]
 SYMBOLS = ("Ġ", "Ċ", "Ã")
 
 
-@pytest.fixture(scope="module")
-def byte_level() -> tf.PreTrainedTokenizerFast:
+def byte_level_tokenizer() -> tf.PreTrainedTokenizerFast:
+    """GPT-2's kind of tokenizer (byte-level BPE, ``Ġ`` for a leading space), trained on ``TEXTS`` and the labels."""
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<pad>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tokenizer.train_from_iterator(TEXTS * 4, trainer=trainer)
+    tokenizer.train_from_iterator((TEXTS + LABELS) * 4, trainer=trainer)
     return tf.PreTrainedTokenizerFast(tokenizer_object=tokenizer, pad_token="<pad>")
+
+
+def tiny_llama(tokenizer: tf.PreTrainedTokenizerFast) -> tf.LlamaForCausalLM:
+    """A random 2-layer Llama over ``tokenizer``'s vocabulary, seeded."""
+    torch.manual_seed(0)
+    return tf.LlamaForCausalLM(tf.LlamaConfig(**{**SMALL, "vocab_size": len(tokenizer)}, num_key_value_heads=2))
+
+
+@pytest.fixture(scope="module")
+def byte_level() -> tf.PreTrainedTokenizerFast:
+    return byte_level_tokenizer()
 
 
 def test_the_symbols_of_a_byte_level_tokenizer_read_as_the_text_they_stand_for(byte_level) -> None:
@@ -46,8 +58,7 @@ def test_the_symbols_of_a_byte_level_tokenizer_read_as_the_text_they_stand_for(b
 
 
 def test_an_audit_shows_words_in_its_tokens_html_json_and_failure_message(byte_level) -> None:
-    torch.manual_seed(0)
-    llama = tf.LlamaForCausalLM(tf.LlamaConfig(**{**SMALL, "vocab_size": len(byte_level)}, num_key_value_heads=2))
+    llama = tiny_llama(byte_level)
     prompts = byte_level(TEXTS, return_tensors="pt", padding=True)
     model = af.huggingface(llama, tokenizer=byte_level)
     with pytest.raises(af.AttentionNotFaithful) as failure:
