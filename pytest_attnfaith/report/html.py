@@ -95,7 +95,7 @@ def render_html(document: dict[str, Any]) -> str:
     """The whole page for a session document (``schema.session_document``)."""
     figures = _figures_module()
     tests, outcomes, messages = document["tests"], document.get("outcomes", {}), document.get("messages", {})
-    body = [_header(document), _summary_table(tests, outcomes, messages)]
+    body = [_header(document), _summary_table(tests, outcomes, messages, document.get("notes", {}))]
     body.append(explanations.html_section(tests, outcomes))
     body.append(_baseline(document.get("baseline")))
     if figures is None:
@@ -165,9 +165,11 @@ def _header(document: dict[str, Any]) -> str:
     )
 
 
-def _summary_table(tests: dict[str, list[dict[str, Any]]], outcomes: dict[str, str], messages: dict[str, str]) -> str:
+def _summary_table(
+    tests: dict[str, list[dict[str, Any]]], outcomes: dict[str, str], messages: dict[str, str], notes: dict[str, str]
+) -> str:
     """One row per attention audit and per test that failed before recording any audit (explanation audits have
-    their own section)."""
+    their own section); under a test's name, its failure message where it adds to the verdict, else its note."""
     unaudited = unaudited_failures(tests, outcomes, messages)
     recorded, tests = bool(tests), explanations.attention_only(tests)
     checks = _checks_run(tests)
@@ -178,7 +180,7 @@ def _summary_table(tests: dict[str, list[dict[str, Any]]], outcomes: dict[str, s
     for number, (nodeid, label, report) in enumerate(audits(tests)):
         outcome = outcomes.get(nodeid)
         state = verdict_state(report, outcome)
-        why = failure_note(messages.get(nodeid)) if label == nodeid else None
+        why = (failure_note(messages.get(nodeid)) or notes.get(nodeid)) if label == nodeid else None
         cells = [
             f'<td class="test"><a href="#audit-{number}">{escape(label)}</a>{_why(why)}</td>',
             *([_outcome_cell(outcome)] if pytest_column else []),
