@@ -25,6 +25,7 @@ import torch
 from pytest_attnfaith import _recording, atlas, progress
 from pytest_attnfaith.adapters import as_attention_model, prepare_batch
 from pytest_attnfaith.adapters.base import check_distribution
+from pytest_attnfaith.adapters.inputs import check_forward_takes
 from pytest_attnfaith.adapters.sink import exclude_sink, excluded, sink_mass
 from pytest_attnfaith.checks import CHECKS, Context
 from pytest_attnfaith.checks._common import real_rows
@@ -66,6 +67,7 @@ def opened(model: Any, inputs: Any, options: Options) -> Iterator[Context]:
     pass (its attention checked to be a distribution), the sink excluded per ``sink``; the model restored on exit."""
     adapter = as_attention_model(model)
     batch = prepare_batch(inputs)
+    check_forward_takes(adapter.module, batch)
     with adapter.session(options):
         batch = batch.to(adapter.device)
         if excluded(options.sink, adapter.attention_is_causal(batch)):

@@ -363,6 +363,10 @@ class AttentionModel(ABC):
         """Heads of the attention read at ``layer`` (known after a forward pass)."""
         return self._heads
 
+    def not_attention(self) -> str:
+        """Why no attention was read, where the adapter knows better than "never computed" (else "")."""
+        return ""
+
     def mask_token_id(self) -> int | None:
         """The token that replaces a token for ``loo="mask"`` (None: not available)."""
         return self.options.mask_token_id
@@ -555,7 +559,8 @@ class AttentionModel(ABC):
             layer_rows, self._layer_rows = self._layer_rows, None
         if armed.calls == 0 or armed.rows is None:
             raise AttentionUnavailableError(
-                f"the attention at {self.tap.where} was never computed during the forward pass; "
+                self.not_attention()
+                or f"the attention at {self.tap.where} was never computed during the forward pass; "
                 "expected the named module to run once per forward (check the path, or the model's code path)"
             )
         if armed.calls > 1:
