@@ -70,3 +70,16 @@ def test_small_effects_keep_their_digits_in_the_html_and_the_terminal(document):
     assert ">0.00<" not in html and "e-" in html
     line = next(text for text, _ in atlas_lines("test_x", document) if text.strip().startswith("uniform:"))
     assert "0.000" not in line and "e-" in line
+
+
+def test_the_atlas_maps_have_a_legend_and_name_the_effect_they_show(document):
+    html = atlas_html(document)
+    assert "Each cell is one (layer, head) edited alone" in html and "green yes, red no, yellow inconclusive" in html
+    assert "used: uniform, " in html and "agrees: gradient, mean Kendall τ with gradient × input" in html
+
+
+def test_the_heat_map_heading_names_only_the_importances_that_ran(document):
+    from pytest_attnfaith.report.html import audit_html
+
+    page = audit_html(document, "atlas")
+    assert "attention beside gradient importance</h3>" in page and "leave-one-out importance" not in page

@@ -322,7 +322,9 @@ def _heat_maps(report: dict[str, Any]) -> str:
     if not worst:
         worst = {index: [] for index in range(min(2, report["instances"].get("count", 0)))}
     maps = [_heat_map(report, index, reasons) for index, reasons in worst.items()]
-    return f"<h3>{title}: attention beside gradient and leave-one-out importance</h3>" + "".join(maps)
+    beside = [name for name, label in (("gradient", "gradient"), ("loo", "leave-one-out")) if name in report["checks"]]
+    shown = " and ".join(dict(gradient="gradient", loo="leave-one-out")[name] for name in beside)
+    return f"<h3>{title}: attention" + (f" beside {shown} importance" if beside else "") + "</h3>" + "".join(maps)
 
 
 def _heat_map(report: dict[str, Any], index: int, reasons: list[str]) -> str:

@@ -49,9 +49,9 @@ def summary_lines(
     counts = summary(tests)
     lines.append(
         (
-            f"{plural(counts['audits'], 'audit')} in {plural(counts['tests'], 'test')}: {counts['failed_audits']} failed, "
-            f"{counts['failed_checks']} of {plural(counts['checks'], 'check')} failed, "
-            f"{counts['inconclusive_checks']} inconclusive",
+            f"{plural(counts['audits'], 'audit')} in {plural(counts['tests'], 'test')}, "
+            f"{counts['failed_audits']} with a failing verdict; their checks: {counts['failed_checks']} of "
+            f"{counts['checks']} failed, {counts['inconclusive_checks']} inconclusive",
             "red" if counts["failed_audits"] else "green",
         )
     )

@@ -82,7 +82,7 @@ def test_summary_section_has_a_row_per_audit_and_check_and_no_second_copy_of_the
             "  gradient *mean Kendall τ*>= 0.250*passed*8 instances, 0 flagged (0%)",
             "test_models.py::test_fixture[[]unused[]]: FAILED (used, unique answered no); pytest: failed",
             "  permutation *fraction flagged*1.000*[[]0.631, 1.000[]]*<= 0.500*FAILED*8 instances, 8 flagged (100%)",
-            "2 audits in 2 tests: 1 failed, 4 of 12 checks failed, 0 inconclusive",
+            "2 audits in 2 tests, 1 with a failing verdict; their checks: 4 of 12 failed, 0 inconclusive",
         ]
     )
     section = result.stdout.str().split("= attnfaith =")[1]
@@ -155,7 +155,7 @@ def test_xdist_workers_send_every_audit_to_the_controller(model_repo: pytest.Pyt
         "-n", "2", "-p", "xdist", "--attnfaith-json", "out.json", "--attnfaith-html", "out.html", *NO_INCONCLUSIVE_WARNING
     )
     result.assert_outcomes(passed=2, failed=4)
-    result.stdout.fnmatch_lines(["*= attnfaith =*", "6 audits in 6 tests: 4 failed, *"])
+    result.stdout.fnmatch_lines(["*= attnfaith =*", "6 audits in 6 tests, 4 with a failing verdict; their checks: *"])
     assert "warning" not in result.stdout.str().lower()
     document = read_json(model_repo.path / "out.json")
     assert set(document["tests"]) == set(CASES)
