@@ -8,15 +8,20 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, overload
 
 import numpy as np
 
-from pytest_attnfaith.formatting import plural
+from pytest_attnfaith.formatting import fixed, plural
 
 SCHEMA_VERSION = 2
+HTML_RENDERERS: dict[str, Callable[[dict[str, Any], str], str]] = {}
+"""Result objects do not render themselves: the report layer registers how a report's dict becomes HTML (name →
+``render(report_dict, label)``), so that nothing here imports a layer above."""
+TEXT_RENDERERS: dict[str, Callable[[dict[str, Any]], list[str]]] = {}
+"""The same for text: ``"per_head"`` → the summary's lines of an atlas's rows (``report.atlas`` registers it)."""
 
 
 class RaggedRows(Sequence[list[float]]):
@@ -104,8 +109,8 @@ class CheckResult:
         relation = ">=" if self.higher_is_better else "<="
         verdict = {"passed": "passed", "failed": "FAILED"}.get(self.verdict, "INCONCLUSIVE")
         line = (
-            f"{self.name}: {self.statistic_name} = {_fmt(self.statistic)} {format_interval(self.interval)} "
-            f"(required {relation} {_fmt(self.threshold)}) {verdict}"
+            f"{self.name}: {self.statistic_name} = {fixed(self.statistic)} {format_interval(self.interval)} "
+            f"(required {relation} {fixed(self.threshold)}) {verdict}"
         )
         return f"{line}: {self.reason()}" if self.verdict == "inconclusive" else line
 
@@ -239,11 +244,12 @@ class Report:
         kwargs.setdefault("indent", 2)
         return json.dumps(self.to_dict(), **kwargs)
 
-    def _repr_html_(self) -> str:
-        """The audit as the HTML report shows it (checks, Jain & Wallace figures, heat maps): what a notebook displays."""
-        from pytest_attnfaith.report.html import audit_html
-
-        return audit_html(self.to_dict(), f"audit of {self.model.get('class', 'a model')}")
+    def _repr_html_(self) -> str | None:
+        """The audit as the HTML report shows it (checks, Jain & Wallace figures, heat maps): what a notebook displays.
+        Rendered by the report layer (``report.html`` registers itself in ``HTML_RENDERERS``; importing
+        ``pytest_attnfaith`` imports it); None (the text repr) if no renderer is registered."""
+        render = HTML_RENDERERS.get("audit")
+        return render(self.to_dict(), f"audit of {self.model.get('class', 'a model')}") if render else None
 
     def summary(self) -> str:
         """A few lines: the verdict, each question's answer, each check with its interval against its threshold."""
@@ -257,10 +263,10 @@ class Report:
         return "\n".join(lines)
 
     def _per_head_lines(self) -> list[str]:
-        """An atlas's terminal lines (``report.atlas.atlas_lines``): per check, the heads' verdicts and the top heads."""
-        from pytest_attnfaith.report.atlas import atlas_lines
-
-        return [f"  {text}" for text, _ in atlas_lines("report.per_head", {"per_head": self.per_head})]
+        """An atlas's lines as the terminal shows them (per check, the heads' verdicts and the top heads), rendered by
+        the report layer (``TEXT_RENDERERS``); none without an atlas or a renderer."""
+        render = TEXT_RENDERERS.get("per_head")
+        return [f"  {line}" for line in render({"per_head": self.per_head})] if render and self.per_head else []
 
 
 def ranking_key(checks: Mapping[str, Any]) -> tuple[int, float]:
@@ -320,7 +326,7 @@ class Comparison:
         for rank, name in enumerate(self.ranking, start=1):
             report = self.reports[name]
             checks = "; ".join(
-                f"{check.name} {_fmt(check.statistic)} {format_interval(check.interval)} {check.verdict}"
+                f"{check.name} {fixed(check.statistic)} {format_interval(check.interval)} {check.verdict}"
                 for check in report.checks.values()
             )
             lines.append(f"  {rank}. {name}: {'passed' if report.passed else 'FAILED'} ({checks})")
@@ -339,10 +345,6 @@ def format_interval(interval: tuple[float | None, float | None] | list[float | N
 def _short(value: float | None) -> str:
     """A statistic for a one-line ``repr``: four significant digits, ``nan`` where undefined."""
     return "nan" if value is None or math.isnan(value) else f"{value:.4g}"
-
-
-def _fmt(value: float) -> str:
-    return "nan" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}"
 
 
 def _clean(value: Any) -> Any:

@@ -7,14 +7,13 @@ FDR-controlled verdicts of its checks of that question.
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from html import escape
 from typing import Any
 
-from pytest_attnfaith.formatting import compact
+from pytest_attnfaith.formatting import compact, fixed
 from pytest_attnfaith.options import QUESTIONS
-from pytest_attnfaith.results import question_answer
+from pytest_attnfaith.results import TEXT_RENDERERS, question_answer
 
 Rows = list[dict[str, Any]]
 ANSWER_CLASS = {"yes": "pass", "no": "fail", "inconclusive": "inconclusive", "not tested": "na"}
@@ -134,7 +133,7 @@ def _cell(answer: str, row: dict[str, Any] | None) -> str:
     value = row["effect"]["value"]
     title = (
         f"{row['check']}: {row['effect']['name']} {_effect(row)}; "
-        f"{row['statistic_name']} {_number(row['statistic'])}, q {compact(row.get('q_value'))}: {row['verdict']}; "
+        f"{row['statistic_name']} {fixed(row['statistic'])}, q {compact(row.get('q_value'))}: {row['verdict']}; "
         f"rank {row.get('rank')}"
     )
     return f'<td class="{ANSWER_CLASS[answer]}" title="{escape(title)}">{compact(value)}</td>'
@@ -150,7 +149,4 @@ def _effect(row: dict[str, Any]) -> str:
     return f"{compact(row['effect']['value'])} [{compact(low)}, {compact(high)}]"
 
 
-def _number(value: float | None, digits: int = 3) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "nan"
-    return f"{value:.{digits}f}"
+TEXT_RENDERERS["per_head"] = lambda report: [text for text, _ in atlas_lines("report.per_head", report)]

@@ -13,7 +13,7 @@ import transformers as tf
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 import pytest_attnfaith as af
-from pytest_attnfaith.adapters.vocabulary import Vocabulary
+from pytest_attnfaith.adapters.token_names import TokenNames
 from tests.huggingface.conftest import SMALL
 
 TEXTS = [
@@ -51,7 +51,7 @@ def test_the_symbols_of_a_byte_level_tokenizer_read_as_the_text_they_stand_for(b
     ids = byte_level("a gorgeous café\nx\ty", add_special_tokens=False)["input_ids"]
     raw = byte_level.convert_ids_to_tokens(ids)
     assert "Ġgorgeous" in raw and "Ċ" in raw  # what 0.2 showed
-    shown = Vocabulary(byte_level).decode(ids)
+    shown = TokenNames(byte_level).decode(ids)
     assert "gorgeous" in shown and "↵" in shown and "⇥" in shown
     assert "".join(shown).replace("↵", "").replace("⇥", "") == "agorgeouscaféxy"
     assert not any(symbol in token for token in shown for symbol in SYMBOLS)

@@ -11,7 +11,7 @@ decoded alone (``convert_tokens_to_string``), so byte-level BPE's ``Ġgorgeous``
 reads ``és`` and SentencePiece's ``▁film`` reads ``film``; a word's leading space is dropped, and whitespace
 that would be invisible is a mark (``↵`` a newline, ``⇥`` a tab, ``␣`` a token that is only a space). A token
 that is part of one character's bytes keeps its symbol. The one place reports get token text from a
-tokenizer: ``Vocabulary(tokenizer).decode``.
+tokenizer: ``TokenNames(tokenizer).decode``.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ REPLACEMENT = "\ufffd"
 EXPECTED = "a sequence of strings indexed by token id, a mapping id -> str, or a tokenizer with convert_ids_to_tokens"
 
 
-class Vocabulary:
+class TokenNames:
     """Token text by id, from a validated sequence, mapping or tokenizer."""
 
     def __init__(self, vocabulary: Any) -> None:
