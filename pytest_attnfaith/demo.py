@@ -46,8 +46,8 @@ MODELS: dict[str, tuple[str, float]] = {  # name: (readout, conicity penalty)
 FAITHFUL, DECORATIVE = "bilstm (conicity λ=0.3)", "bilstm twin (mean readout)"
 GOOD_REQUIRE = ("used", "agrees")
 GOOD_NOTE = (
-    "audited with require=('used', 'agrees'): a very different attention gives the same outputs (Jain & Wallace's "
-    "adversarial finding, true of this architecture however it is trained), so `unique` is not required of it"
+    "audited with require=('used', 'agrees'): for this architecture a very different attention can give the same "
+    "outputs however it is trained (Jain & Wallace's adversarial finding), so `unique` is not required of it"
 )
 LENGTH = 16  # sentences of 6..16 tokens, as in docs/thresholds.md
 AUDIT_SEED = 99  # the held-out sentences of docs/thresholds.md
