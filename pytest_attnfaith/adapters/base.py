@@ -21,7 +21,14 @@ import torch
 from torch import Tensor, nn
 
 from pytest_attnfaith.adapters.chunks import collect_chunks, write_chunk
-from pytest_attnfaith.adapters.inputs import Batch, check_token_ids, check_weights, last_positions, query_position
+from pytest_attnfaith.adapters.inputs import (
+    Batch,
+    check_forward_takes,
+    check_token_ids,
+    check_weights,
+    last_positions,
+    query_position,
+)
 from pytest_attnfaith.adapters.outputs import NonFiniteOutputError, available_device
 from pytest_attnfaith.adapters.passes import Edit, Forward, QueryRows, _Armed
 from pytest_attnfaith.adapters.patches import exclusive
@@ -100,7 +107,9 @@ class AttentionModel(ABC):
         return int(table.num_embeddings) if table is not None else None
 
     def check_inputs(self, batch: Batch) -> None:
-        """Before any pass: every token id, and the ``mask_token_id`` option, inside the vocabulary."""
+        """Before any pass: every input key a parameter of the model's forward, every token id, and the
+        ``mask_token_id`` option, inside the vocabulary."""
+        check_forward_takes(self.module, batch)
         size = self.vocabulary_size()
         check_token_ids(batch.input_ids, size)
         token = self.options.mask_token_id
@@ -113,6 +122,10 @@ class AttentionModel(ABC):
     def head_count(self, layer: int) -> int:
         """Heads of the attention read at ``layer`` (known after a forward pass)."""
         return self._heads
+
+    def not_attention(self) -> str:
+        """Why no attention was read, where the adapter knows better than "never computed" (else "")."""
+        return ""
 
     def mask_token_id(self) -> int | None:
         """The token that replaces a token for ``loo="mask"`` (None: not available)."""
@@ -318,7 +331,8 @@ class AttentionModel(ABC):
         layer_rows = armed.layer_rows
         if armed.calls == 0 or armed.rows is None:
             raise AttentionUnavailableError(
-                f"the attention at {self.tap.where} was never computed during the forward pass; "
+                self.not_attention()
+                or f"the attention at {self.tap.where} was never computed during the forward pass; "
                 "expected the named module to run once per forward (check the path, or the model's code path)"
             )
         if armed.calls > 1:
