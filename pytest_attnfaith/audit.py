@@ -22,13 +22,13 @@ import numpy as np
 import scipy
 import torch
 
-from pytest_attnfaith import _recording, atlas, progress
+from pytest_attnfaith import _recording, atlas, probes, progress
 from pytest_attnfaith.adapters import as_attention_model, prepare_batch
 from pytest_attnfaith.adapters.base import check_distribution
 from pytest_attnfaith.adapters.sink import exclude_sink, excluded, sink_mass
 from pytest_attnfaith.checks import CHECKS, Context
 from pytest_attnfaith.checks._common import real_rows
-from pytest_attnfaith.errors import InconclusiveWarning
+from pytest_attnfaith.errors import InconclusiveWarning, ModelWarning
 from pytest_attnfaith.options import QUESTIONS, Options, questions_for, resolve_options
 from pytest_attnfaith.results import CheckResult, Report, question_answer
 
@@ -53,7 +53,8 @@ def audit(model: Any, inputs: Any, checks: Any = None, seed: int = 0, **options:
         sink = excluded(resolved.sink, context.model.causal_attention())
         reading = _reading(context, sink, instances["sink_mass"])  # before describe(): its pass is counted there
         per_head = atlas.per_head_rows(context, results) if resolved.per_head else []
-        described = {**context.model.describe(), **reading}
+        described = {**context.model.describe(), **reading, **measured_on(context)}
+        warn_model(context, described)
     report = build_report(results, resolved, described, instances, per_head)
     warn_inconclusive(report)
     _recording.publish(report)
@@ -66,13 +67,43 @@ def opened(model: Any, inputs: Any, options: Options) -> Iterator[Context]:
     pass (its attention checked to be a distribution), the sink excluded per ``sink``; the model restored on exit."""
     adapter = as_attention_model(model)
     batch = prepare_batch(inputs)
-    with adapter.session(options):
+    with adapter.session(options), seeded(options.seed, adapter.device):
         batch = batch.to(adapter.device)
         if excluded(options.sink, adapter.attention_is_causal(batch)):
             batch = exclude_sink(batch)
         reference = adapter.forward_chunked(batch, record_layers=options.per_head)
         check_distribution(reference, batch, adapter.tap.where)
-        yield Context(adapter, batch, options, reference)
+        context = Context(adapter, batch, options, reference)
+        context.memo["probes"] = probes.probe(context)
+        yield context
+
+
+@contextlib.contextmanager
+def seeded(seed: int, device: torch.device) -> Iterator[None]:
+    """torch's global RNG forked and seeded from ``seed`` (restored on exit): a forward with randomness in it gives
+    the same report for the same seed."""
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        yield
+
+
+def measured_on(context: Context) -> dict[str, Any]:
+    """``report.model`` entries of the scale and resolution the statistics are measured on, and the probes'."""
+    found = context.memo["probes"]
+    return {
+        "scale": context.options.scale,
+        "resolution": context.resolution,
+        "padding_sensitive": found["padding_sensitive"],
+        "repeatable": found["repeatable"],
+    }
+
+
+def warn_model(context: Context, described: dict[str, Any]) -> None:
+    """The probes' warnings: in ``report.model["warnings"]`` and as ``ModelWarning``s."""
+    found: list[str] = context.memo["probes"]["warnings"]
+    described["warnings"] = [*described.get("warnings", []), *found]
+    for text in found:
+        warnings.warn(f"attnfaith: {text}", ModelWarning, stacklevel=4)
 
 
 def run_checks(context: Context, names: tuple[str, ...]) -> dict[str, CheckResult]:

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from pytest_attnfaith import _recording
-from pytest_attnfaith.audit import build_report, instances_of, opened, run_checks, warn_inconclusive
+from pytest_attnfaith.audit import build_report, instances_of, measured_on, opened, run_checks, warn_inconclusive, warn_model
 from pytest_attnfaith.checks._common import real_rows
 from pytest_attnfaith.errors import AttnFaithError
 from pytest_attnfaith.explainers import Attribute, resolve
@@ -64,7 +64,8 @@ def _audits(model: Any, inputs: Any, explainers: Any, checks: Any, seed: int, op
     named = _named(explainers, inputs)
     reports: dict[str, Report] = {}
     with opened(model, inputs, resolved) as context:
-        described = context.model.describe()
+        described = {**context.model.describe(), **measured_on(context)}
+        warn_model(context, described)
         for name, attribute in named.items():
             scores = attribute(context)
             results = run_checks(dataclasses.replace(context, explanation=scores), resolved.checks)

@@ -54,6 +54,9 @@ class Options:
     # the verdict: intervals over instances, and how an inconclusive required question counts
     confidence: float = 0.95
     inconclusive: str = "fail"
+    # what an effect is measured on: the logits' decision margin (scale-free) or the output probabilities (0.2)
+    scale: str = "margin"
+    resolution: float | None = None
     # instance-level bounds
     epsilon: float = 0.05
     delta: float = 0.4
@@ -123,6 +126,16 @@ def _real(lo: float, hi: float, *, lo_open: bool = False, hi_open: bool = False)
         return float(value)
 
     check.expected = expected  # type: ignore[attr-defined]
+    return check
+
+
+def _optional_real(lo: float, hi: float) -> Callable[[Any], float | None]:
+    number = _real(lo, hi)
+
+    def check(value: Any) -> float | None:
+        return None if value is None else number(value)
+
+    check.expected = f"None or {number.expected}"  # type: ignore[attr-defined]
     return check
 
 
@@ -255,6 +268,8 @@ _RULES: dict[str, Callable[[Any], Any]] = {
     "seed": _integer(0),
     "confidence": _real(0.5, 1.0, hi_open=True),
     "inconclusive": _choice("fail", "pass"),
+    "scale": _choice("margin", "probability"),
+    "resolution": _optional_real(0.0, 1.0),
     "epsilon": _real(0.0, 1.0, lo_open=True),
     "delta": _real(0.0, math.log(2.0), lo_open=True),
     "peak": _real(0.0, 1.0),
@@ -331,9 +346,27 @@ def validate_option(name: str, value: Any) -> Any:
 
 
 def resolve_options(**options: Any) -> Options:
-    """Validate keyword options and return an ``Options`` with the defaults filled in."""
+    """Validate keyword options and return an ``Options`` with the defaults filled in. A ``require`` (or
+    ``explanation_require``) given explicitly must name only questions that a selected check answers."""
     values = {name: validate_option(name, value) for name, value in options.items()}
-    return Options(**values)
+    resolved = Options(**values)
+    for name, questions in (("require", QUESTIONS), ("explanation_require", EXPLANATION_QUESTIONS)):
+        if name in values:
+            _check_answerable(name, values[name], questions, resolved.checks)
+    return resolved
+
+
+def _check_answerable(
+    name: str, required: tuple[str, ...], questions: dict[str, tuple[str, ...]], checks: tuple[str, ...]
+) -> None:
+    """Refuse a required question that none of ``checks`` answers: it could never be answered yes."""
+    for question in required:
+        answering = questions.get(question, ())
+        if not any(check in checks for check in answering):
+            raise AttnFaithError(
+                f"option {name} names {question!r}, but no selected check answers it (checks={list(checks)}); "
+                f"expected checks to include one of {list(answering)}, or {name} without {question!r}"
+            )
 
 
 def parse_option_text(name: str, text: str) -> Any:
@@ -350,6 +383,8 @@ def parse_option_text(name: str, text: str) -> Any:
             raise AttnFaithError(f"option aopc_bins={text!r} is not valid: expected fractions, e.g. 0.01 0.05 0.1") from None
     if name == "device":
         return text or None
+    if name == "resolution" and text.strip().lower() in ("", "none"):
+        return None
     if name == "targets":
         return _target_text(text)
     if isinstance(default, bool):

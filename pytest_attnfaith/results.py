@@ -10,11 +10,14 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, overload
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 
 from pytest_attnfaith.formatting import plural
+
+if TYPE_CHECKING:  # metrics imports torch; the report side reads results without it
+    from pytest_attnfaith.metrics.statistics import Verdict
 
 SCHEMA_VERSION = 2
 
@@ -51,7 +54,7 @@ class RaggedRows(Sequence[list[float]]):
         return list(self)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class CheckResult:
     """The outcome of one check.
 
@@ -69,7 +72,7 @@ class CheckResult:
     statistic: float
     threshold: float
     interval: tuple[float, float]
-    verdict: str
+    verdict: Verdict
     per_instance: np.ndarray
     flagged: np.ndarray
     higher_is_better: bool

@@ -607,6 +607,13 @@ class HuggingFaceModel(AttentionModel):
             f"AttentionInterface, where only the chosen layer's softmax is intercepted; use {instead}"
         )
 
+    def pad_token_id(self) -> int | None:
+        for source in (self.loaded_tokenizer(), self.config):
+            value = getattr(source, "pad_token_id", None)
+            if isinstance(value, int):
+                return value
+        return None
+
     def mask_token_id(self) -> int | None:
         if self.options.mask_token_id is not None:
             return self.options.mask_token_id

@@ -80,6 +80,9 @@ class WrappedModel(AttentionModel):
     def embeddings_module(self) -> nn.Module:
         return self._embeddings
 
+    def pad_token_id(self) -> int | None:
+        return self.vocabulary.pad_id() if self.vocabulary is not None else None
+
     def tokens(self, batch: Batch) -> list[list[str]]:
         """The vocabulary's text of each real token (ids without a vocabulary)."""
         if self.vocabulary is None:

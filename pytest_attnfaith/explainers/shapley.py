@@ -1,12 +1,13 @@
 """``shapley``: Shapley values of the tokens, sampled (Štrumbelj & Kononenko 2010; Captum's ``ShapleyValueSampling``).
 
-The players are the real tokens, the value of a coalition S is p_ŷ(x_S) — the float64 probability of
-the class predicted on x, with every real token outside S removed as the ``removal`` option removes
+The players are the real tokens, the value of a coalition S is s_ŷ(x_S) — the score of the class
+predicted on x (``Context.score``: its margin m_ŷ on ``scale="margin"``, its probability p_ŷ on
+``"probability"``), in float64, with every real token outside S removed as the ``removal`` option removes
 tokens (``"delete"``: deleted, the row shortened; ``"mask"``: replaced by the mask, else pad, token;
 special tokens are never removed). φ_t is the mean over permutations π of the real tokens of
 v(tokens before t in π, and t) − v(tokens before t in π): ``shapley_samples`` permutations drawn at
 random (seeded from the audit seed), or all n! of them when n! ≤ ``shapley_samples`` — the exact
-Shapley value, equal to Captum's ``ShapleyValues`` (tests). Σ_t φ_t = p_ŷ(x) − p_ŷ(no real token).
+Shapley value, equal to Captum's ``ShapleyValues`` (tests). Σ_t φ_t = s_ŷ(x) − s_ŷ(no real token).
 
 Batched: every prefix of every permutation of a chunk of instances is one row through
 ``Context.run_removed``; v(x) is the audit's reference pass and v(∅) one row per instance.
@@ -33,7 +34,7 @@ def attribute(context: Context) -> Tensor:
     """φ (B, T), float64, 0 off the real positions (and on rows with fewer than two real tokens)."""
     _check_empty_coalition(context)
     samples, batch = context.options.shapley_samples, context.batch
-    scores = torch.zeros(batch.size, batch.length, dtype=torch.float64, device=context.probs.device)
+    scores = torch.zeros(batch.size, batch.length, dtype=torch.float64, device=context.logits.device)
     keys = torch.rand(batch.size, samples, batch.length, generator=context.generator("shapley"))  # the same draws at any chunking
     informative = (context.real_count >= 2).nonzero().squeeze(1)
     chunk = max(1, ROWS_PER_CHUNK * context.options.batch_size // samples)
@@ -52,12 +53,11 @@ def _values(context: Context, instances: Tensor, keys: Tensor) -> Tensor:
     rows = weight.gt(0).unsqueeze(-1) & (prefix >= 1) & (prefix < count.view(-1, 1, 1))
     b, p, j = rows.nonzero(as_tuple=True)
     removed = real[b] & (ranks[b, p] >= j.unsqueeze(1))
-    predicted = context.predicted[instances]
     how = context.options.removal
     value = torch.zeros(len(instances), ranks.shape[1], length + 1, dtype=torch.float64, device=real.device)
-    value[b, p, j] = context.run_removed(instances[b], removed, how, "removal", predicted[b])
-    value[:, :, 0] = context.run_removed(instances, real, how, "removal", predicted).unsqueeze(1)
-    full = context.probs[instances].gather(1, predicted.unsqueeze(1))
+    value[b, p, j] = context.run_removed(instances[b], removed, how, "removal", scored=True)
+    value[:, :, 0] = context.run_removed(instances, real, how, "removal", scored=True).unsqueeze(1)
+    full = context.score(context.logits[instances], instances).unsqueeze(1)
     value.scatter_(2, count.view(-1, 1, 1).expand(-1, ranks.shape[1], 1), full.unsqueeze(-1).expand(-1, ranks.shape[1], 1))
     at = ranks.clamp(max=length - 1)
     marginal = value.gather(2, at + 1) - value.gather(2, at)

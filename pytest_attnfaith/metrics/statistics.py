@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import scipy.stats
@@ -153,7 +154,11 @@ def fraction_interval(flagged: int, count: int, confidence: float) -> Estimate:
     return Estimate("fraction", flagged / count, low, high, confidence, method, count)
 
 
-def decide(estimate: Estimate, threshold: float, higher_is_better: bool) -> str:
+Verdict = Literal["passed", "failed", "inconclusive"]
+"""A check's verdict: the whole interval on the passing side, on the failing side, or straddling the threshold."""
+
+
+def decide(estimate: Estimate, threshold: float, higher_is_better: bool) -> Verdict:
     """``passed`` / ``failed`` when the whole interval lies on one side of ``threshold``, else ``inconclusive``.
 
     The passing side includes the threshold itself (``statistic >= threshold`` or ``<= threshold``)."""
