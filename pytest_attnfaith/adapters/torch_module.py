@@ -151,7 +151,7 @@ class WrappedModel(AttentionModel):
         seen: list[Any] = []
         handle = self.attention_module.register_forward_hook(lambda module, args, output: seen.append(output))
         try:
-            with torch.no_grad():
+            with torch.no_grad(), torch.random.fork_rng(devices=[]):  # the audit's seeded RNG stays untouched
                 self.module(**kwargs)
         finally:
             handle.remove()

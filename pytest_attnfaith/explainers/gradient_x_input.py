@@ -5,8 +5,8 @@ Per real token t, g_t = |Σ_d e_td · ∂s_ŷ/∂e_td|, with s_ŷ the output sco
 unedited input — on ``scale="margin"`` its margin z_ŷ − z_r (r the runner-up on x), on ``"probability"`` its
 probability p_ŷ (J&W) — and the attention **detached**, as in J&W, so that the gradient flows only through the
 values. On ``margin``, an importance within the resolution (``Context.tolerance``: a change of the logits the
-model's dtype cannot show) is exactly 0; ``probability`` keeps 0.2's values. A model whose output has no gradient path to the embeddings gets g = 0 (Kendall τ against a
-constant is undefined), never an error.
+model's dtype cannot show) is exactly 0; ``probability`` keeps 0.2's values. A model whose output has no gradient
+path to the embeddings gets g = 0 (Kendall τ against a constant is undefined), never an error.
 """
 
 from __future__ import annotations
