@@ -13,7 +13,10 @@ from torch import Tensor, nn
 import pytest_attnfaith as af
 from pytest_attnfaith.checks._eraser import bin_sizes
 from pytest_attnfaith.metrics import output_distribution
-from pytest_attnfaith.zoo import VOCAB, MaskedSoftmax, ZooModel, sentiment_task
+from pytest_attnfaith.report.html import render_html
+from pytest_attnfaith.report.schema import session_document
+from pytest_attnfaith.report.terminal import summary_lines
+from pytest_attnfaith.zoo import VOCAB, AttentionOnlyClassifier, MaskedSoftmax, ZooModel, train_saturated
 from tests.core.conftest import FAST
 
 TEMPERATURES = (0.1, 1.0, 10.0, 100.0)
@@ -31,37 +34,9 @@ class Tempered(nn.Module):
         return self.net(input_ids, attention_mask) * self.temperature
 
 
-class AttentionOnly(nn.Module):
-    """A new user's classifier: embedding → tanh → additive attention → one binary logit on Σ α_t h_t; the
-    attention is its only path from the tokens to the output."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        self.embed = nn.Embedding(VOCAB, 16, padding_idx=0)
-        self.score = nn.Linear(16, 1)
-        self.attn = MaskedSoftmax()
-        self.head = nn.Linear(16, 1)
-
-    def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None) -> Tensor:
-        mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
-        hidden = torch.tanh(self.embed(input_ids))
-        alpha = self.attn(self.score(hidden).squeeze(-1), mask)
-        return self.head((alpha.unsqueeze(-1) * hidden).sum(dim=1)).squeeze(-1)
-
-
 @pytest.fixture(scope="module")
-def saturated() -> AttentionOnly:
-    """Trained for 300 full-batch steps: most training outputs have p̂ > 0.999."""
-    task = sentiment_task(512, seed=1)
-    net = AttentionOnly()
-    optimizer = torch.optim.Adam(net.parameters(), lr=0.05)
-    for _ in range(300):
-        optimizer.zero_grad()
-        loss = nn.functional.binary_cross_entropy_with_logits(net(task.input_ids, task.attention_mask), task.labels.float())
-        loss.backward()
-        optimizer.step()
-    return net.eval()
+def saturated() -> AttentionOnlyClassifier:
+    return train_saturated()
 
 
 def _sweep(net: nn.Module, inputs: dict[str, Tensor]) -> list[af.Report]:
@@ -86,7 +61,7 @@ def test_zoo_verdicts_and_used_statistics_do_not_depend_on_the_logits_temperatur
     assert reports[0].model["scale"] == "margin"
 
 
-def test_a_saturated_attention_only_classifier_is_used_at_every_temperature(saturated: AttentionOnly, inputs) -> None:
+def test_a_saturated_attention_only_classifier_is_used_at_every_temperature(saturated: AttentionOnlyClassifier, inputs) -> None:
     with torch.no_grad():
         hot = torch.sigmoid(100.0 * saturated(inputs["input_ids"], inputs["attention_mask"]))
     assert bool(((hot == 1.0) | (hot == 0.0)).any())  # float32 σ has saturated to exactly 0 or 1
@@ -95,7 +70,9 @@ def test_a_saturated_attention_only_classifier_is_used_at_every_temperature(satu
     assert reports[0].verdicts["used"] == "yes"
 
 
-def test_probability_scale_loses_the_saturated_classifier_where_the_margin_does_not(saturated: AttentionOnly, inputs) -> None:
+def test_probability_scale_loses_the_saturated_classifier_where_the_margin_does_not(
+    saturated: AttentionOnlyClassifier, inputs
+) -> None:
     model = af.wrap(Tempered(saturated, 100.0), attention="net.attn", embeddings="net.embed")
     probability = af.audit(model, inputs, checks=USED, scale="probability", **FAST)
     margin = af.audit(model, inputs, checks=USED, **FAST)
@@ -204,7 +181,7 @@ def test_one_binary_logit_is_class_one_with_probability_sigmoid() -> None:
 
 
 def test_a_wrapped_single_logit_model_says_so_in_the_report(inputs) -> None:
-    report = af.audit(af.wrap(AttentionOnly(), attention="attn", embeddings="embed"), inputs, checks=["uniform"])
+    report = af.audit(af.wrap(AttentionOnlyClassifier(), attention="attn", embeddings="embed"), inputs, checks=["uniform"])
     assert report.model["output"]["class_1"] == "sigmoid(z)"
 
 
@@ -219,3 +196,15 @@ def test_padded_ids_without_a_mask_warn_when_the_pad_id_is_known() -> None:
     model = af.wrap(ZooModel("faithful"), attention="attn", embeddings="embed", vocabulary=words)
     with pytest.warns(af.ModelWarning, match="no attention_mask"):
         af.audit(model, {"input_ids": ids}, checks=["uniform"])
+
+
+def test_permutation_says_it_judged_every_instance_when_none_is_peaked(inputs) -> None:
+    model = af.wrap(ZooModel("unused"), attention="attn", embeddings="embed")
+    with pytest.raises(af.AttentionNotFaithful, match="judged every instance: none peaked") as raised:
+        af.assert_attention_faithful(model, inputs, checks=["permutation"], peak=1.0, **FAST)
+    report = raised.value.report
+    assert report.checks["permutation"].details["judged_all_instances"]
+    tests = {"test_x": [report.to_dict()]}
+    terminal = "\n".join(text for text, _ in summary_lines(tests))
+    assert "judged every instance: none peaked" in terminal
+    assert "judged every instance: none peaked" in render_html(session_document(tests))
