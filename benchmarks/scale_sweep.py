@@ -13,25 +13,14 @@ import argparse
 import warnings
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 import pytest_attnfaith as af
-from pytest_attnfaith.zoo import ZooModel, sentiment_task, train_saturated
+from pytest_attnfaith.zoo import Tempered, ZooModel, sentiment_task, train_saturated
 
 TEMPERATURES = (0.1, 1.0, 10.0, 100.0)
 USED = ("permutation", "uniform", "erasure")
 BUDGET = {"permutations": 30, "adversarial_steps": 60}
-
-
-class Tempered(nn.Module):
-    """``net``'s logits multiplied by ``temperature``."""
-
-    def __init__(self, net: nn.Module, temperature: float) -> None:
-        super().__init__()
-        self.net, self.temperature = net, temperature
-
-    def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None) -> Tensor:
-        return self.net(input_ids, attention_mask) * self.temperature
 
 
 def rows(instances: int) -> list[str]:

@@ -211,6 +211,18 @@ def train_classifier(
     return model.eval()
 
 
+class Tempered(nn.Module):
+    """``net``'s logits multiplied by ``temperature``: the same decisions, more or less confident (the temperature
+    sweep of ``docs/thresholds.md``)."""
+
+    def __init__(self, net: nn.Module, temperature: float) -> None:
+        super().__init__()
+        self.net, self.temperature = net, temperature
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None) -> Tensor:
+        return self.net(input_ids, attention_mask) * self.temperature
+
+
 class AttentionOnlyClassifier(nn.Module):
     """Embedding → tanh → additive attention → one binary logit on Σ α_t h_t: attention is the only path."""
 

@@ -32,17 +32,22 @@ def probs_of(logits: torch.Tensor) -> torch.Tensor:
     return torch.softmax(logits, 1)
 
 
-def run_with(net: nn.Module, ids: torch.Tensor, mask: torch.Tensor, attention: torch.Tensor | None = None) -> torch.Tensor:
-    """Output distribution of one instance, optionally with the attention module's output replaced."""
+def raw_output(net: nn.Module, ids: torch.Tensor, mask: torch.Tensor, attention: torch.Tensor | None = None) -> torch.Tensor:
+    """The logits of one instance (1, ...), optionally with the attention module's output replaced."""
     handle = None
     if attention is not None:
         handle = net.attn.register_forward_hook(lambda m, a, out: attention.view_as(out).to(out.dtype))
     try:
         with torch.no_grad():
-            return probs_of(net(ids[None], mask[None]))[0]
+            return net(ids[None], mask[None])
     finally:
         if handle is not None:
             handle.remove()
+
+
+def run_with(net: nn.Module, ids: torch.Tensor, mask: torch.Tensor, attention: torch.Tensor | None = None) -> torch.Tensor:
+    """Output distribution of one instance, optionally with the attention module's output replaced."""
+    return probs_of(raw_output(net, ids, mask, attention))[0]
 
 
 def read_attention(net: nn.Module, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -222,15 +227,7 @@ def margin_of(logit: torch.Tensor, label: int) -> torch.Tensor:
 
 
 def run_logit(net: nn.Module, ids: torch.Tensor, mask: torch.Tensor, attention: torch.Tensor | None = None) -> float:
-    handle = None
-    if attention is not None:
-        handle = net.attn.register_forward_hook(lambda m, a, out: attention.view_as(out).to(out.dtype))
-    try:
-        with torch.no_grad():
-            return float(net(ids[None], mask[None]).reshape(-1)[0])
-    finally:
-        if handle is not None:
-            handle.remove()
+    return float(raw_output(net, ids, mask, attention).reshape(-1)[0])
 
 
 def margin_reference(net: nn.Module, inputs: dict[str, torch.Tensor]) -> dict[str, list[float]]:

@@ -16,22 +16,11 @@ from pytest_attnfaith.metrics import output_distribution
 from pytest_attnfaith.report.html import render_html
 from pytest_attnfaith.report.schema import session_document
 from pytest_attnfaith.report.terminal import summary_lines
-from pytest_attnfaith.zoo import VOCAB, AttentionOnlyClassifier, MaskedSoftmax, ZooModel, train_saturated
+from pytest_attnfaith.zoo import VOCAB, AttentionOnlyClassifier, MaskedSoftmax, Tempered, ZooModel, train_saturated
 from tests.core.conftest import FAST
 
 TEMPERATURES = (0.1, 1.0, 10.0, 100.0)
 USED = ("permutation", "uniform", "erasure")
-
-
-class Tempered(nn.Module):
-    """``net``'s logits multiplied by ``temperature``: the same decisions, more or less confident."""
-
-    def __init__(self, net: nn.Module, temperature: float) -> None:
-        super().__init__()
-        self.net, self.temperature = net, temperature
-
-    def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None) -> Tensor:
-        return self.net(input_ids, attention_mask) * self.temperature
 
 
 @pytest.fixture(scope="module")
