@@ -44,7 +44,8 @@ def padding_sensitive(context: Context) -> bool | None:
     if not batch.has_mask:
         return None
     pad_id = context.model.pad_token_id()
-    probe = context.model.forward_chunked(padded(batch, PADDING_PROBE, 0 if pad_id is None else pad_id))
+    known = pad_id is not None and pad_id <= int(batch.input_ids.max())  # a tokenizer's id the model may not embed
+    probe = context.model.forward_chunked(padded(batch, PADDING_PROBE, pad_id if known and pad_id is not None else 0))
     return not bool(same_output(context.logits, probe.logits.to(context.logits.device), context.tolerance).all())
 
 

@@ -17,7 +17,9 @@ pytest.importorskip("transformers")
 def document() -> dict:
     from tests.huggingface.conftest import build, token_batch
 
-    report = af.audit(build("llama"), token_batch(size=12), checks=["uniform", "gradient"], per_head=True, targets=[7, 11])
+    report = af.audit(
+        build("llama"), token_batch(size=12), checks=["uniform", "gradient"], per_head=True, targets=[7, 11], scale="probability"
+    )
     return json.loads(report.to_json())
 
 

@@ -167,8 +167,7 @@ class Context:
             visible = (batch.attention_mask.bool()[instances] & ~removed).any(dim=1)
             lengths = torch.where(visible, batch.length - removed.sum(dim=1), -1)
             groups = [(lengths == length).nonzero().squeeze(1) for length in lengths.unique().tolist() if length >= 0]
-        width = 1 if scored else self.logits.shape[1]
-        out = torch.full((len(instances), width), float("nan"), dtype=torch.float64, device=self.logits.device)
+        out = torch.full((len(instances), self.logits.shape[1]), float("nan"), dtype=torch.float64, device=self.logits.device)
         for group in groups:
             if len(group):
                 distinct, inverse = _distinct(instances[group], edit(group))

@@ -236,9 +236,8 @@ def max_jsd(context: Context) -> tuple[np.ndarray, np.ndarray]:
                 "is not (use adversarial_method='auto' or 'search')"
             )
         solvable = exact.nonzero().flatten()
-        gap = binary_logit_gap(context.logits)
-        assert gap is not None  # linear_readout found none solvable otherwise
-        lo, hi = slab(gap, context.options.epsilon, context.options.scale)
+        gap = binary_logit_gap(context.logits)  # None for more than two classes: then none is solvable
+        lo, hi = slab(gap if gap is not None else context.logits[:, 0], context.options.epsilon, context.options.scale)
         pairs_per_chunk = max(context.options.batch_size // context.real.shape[1], 1)  # (n, T, T) ≤ batch_size × T
         for part in solvable.split(pairs_per_chunk):
             values[part] = exact_max_jsd(

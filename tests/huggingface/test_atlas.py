@@ -22,7 +22,8 @@ FAST = {"permutations": 8, "adversarial_steps": 20, "adversarial_method": "searc
 
 
 def options_for(name: str) -> dict[str, object]:
-    return {"targets": TARGETS} if name in ("llama", "gpt2", "qwen2") else {}
+    """The TVD references below are J&W's definition: ``scale="probability"``."""
+    return {"scale": "probability", **({"targets": TARGETS} if name in ("llama", "gpt2", "qwen2") else {})}
 
 
 def reference_uniform(model, inputs, report, layer: int, head: int | None) -> np.ndarray:
@@ -107,16 +108,16 @@ def test_a_single_head_verdict_is_the_interval_verdict_for_a_fraction():
         estimate = af.metrics.fraction_interval(flagged, 24, 0.95)
         verdict = af.metrics.decide(estimate, 0.5, higher_is_better=False)
         result = CheckResult(
-            "uniform",
-            estimate.statistic,
-            0.5,
-            estimate.interval,
-            verdict,
-            np.zeros(24),
-            np.arange(24) < flagged,
-            False,
-            "",
-            "",
+            name="uniform",
+            statistic=estimate.statistic,
+            threshold=0.5,
+            interval=estimate.interval,
+            verdict=verdict,
+            per_instance=np.zeros(24),
+            flagged=np.arange(24) < flagged,
+            higher_is_better=False,
+            statistic_name="",
+            meaning="",
             details={"eligible": 24},
         )
         row = {"p_pass": atlas._p_value(result, True), "p_fail": atlas._p_value(result, False)}
