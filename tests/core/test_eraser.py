@@ -107,7 +107,7 @@ def test_per_instance_values_equal_a_plain_loop_to_1e6_with_special_tokens_and_p
 def test_a_float32_model_matches_the_loop_to_1e4_on_the_attention_it_reads() -> None:
     net = ZooModel("faithful")
     inputs = sentiment_task(24, seed=4).inputs()
-    report = af.audit_explanation(wrapped("faithful"), inputs, "attention")
+    report = af.audit_explanation(wrapped("faithful"), inputs, "attention", scale="probability")
     attention = np.zeros(inputs["input_ids"].shape)
     for row, values in enumerate(report.instances["attention"]):
         attention[row, : len(values)] = values
