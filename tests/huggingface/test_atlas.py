@@ -154,7 +154,7 @@ def test_a_one_token_shortcut_that_disagrees_with_the_full_pass_is_dropped(tiny,
         return output, entries
 
     adapter._clean_pass = corrupted
-    report = af.audit(adapter, batch, checks=["uniform"], targets=TARGETS)
+    report = af.audit(adapter, batch, checks=["uniform"], targets=TARGETS, scale="probability")
     assert report.model["forward"].startswith("full at layer 1, where the one-token shortcut disagreed with the full pass; ")
     assert "on cached hidden states" in report.model["forward"]  # the next shortcut, checked on its own
     assert np.allclose(report.checks["uniform"].per_instance, reference_uniform(tiny["llama"], batch, report, 1, None), atol=1e-6)
