@@ -22,6 +22,7 @@ from pytest_attnfaith.errors import (
     AttnFaithError,
     ExplanationNotFaithful,
     InconclusiveWarning,
+    ModelWarning,
 )
 from pytest_attnfaith.options import (
     CHECK_NAMES,
@@ -95,6 +96,7 @@ __all__ = [
     "Comparison",
     "ExplanationNotFaithful",
     "InconclusiveWarning",
+    "ModelWarning",
     "Options",
     "Report",
     "assert_attention_faithful",

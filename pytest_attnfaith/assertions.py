@@ -93,7 +93,7 @@ def _blocking_inconclusive(report: Report) -> list[str]:
 
 
 def _flag_count(result: CheckResult) -> str:
-    return flag_count(result.per_instance.size, int(result.flagged.sum()), result.undefined)
+    return flag_count(result.per_instance.size, int(result.flagged.sum()), result.undefined, result.details)
 
 
 def _worst_instances(report: Report, count: int) -> list[str]:

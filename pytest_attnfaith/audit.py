@@ -20,7 +20,7 @@ import numpy as np
 import scipy
 import torch
 
-from pytest_attnfaith import _recording, head_atlas, progress
+from pytest_attnfaith import _recording, head_atlas, probes, progress
 from pytest_attnfaith.adapters.sink import sink_mass
 from pytest_attnfaith.checks import CHECKS, Context
 from pytest_attnfaith.checks._common import real_rows
@@ -45,11 +45,13 @@ def audit(model: Any, inputs: Any, checks: Any = None, seed: int = 0, **options:
     """
     resolved = resolve_options(checks=checks, seed=seed, **options)
     with opened(model, inputs, resolved) as context:
+        measured = probes.measured_on(context)  # first: the probes' passes run before any check and are counted
         results = run_checks(context, resolved.checks)
         instances = instances_of(context)
         reading = _reading(context, instances["sink_mass"])  # before describe(): its pass is counted there
         per_head = head_atlas.per_head_rows(context, results) if resolved.per_head else []
-        described = {**context.model.describe(), **reading}
+        described = {**context.model.describe(), **reading, **measured}
+        probes.warn_model(context, described)
     report = build_report(results, resolved, described, instances, per_head)
     warn_inconclusive(report)
     _recording.publish(report)

@@ -21,6 +21,11 @@ class InconclusiveWarning(UserWarning):
     instances would likely decide it). Shown in pytest's warnings summary."""
 
 
+class ModelWarning(UserWarning):
+    """The model makes the audit's statistics depend on something else than its attention: trailing padding changes
+    its output, or two identical passes differ (the message says what to do)."""
+
+
 class _NotFaithful(AssertionError):  # noqa: N818 - the base of the public names below
     """A failed verdict that carries its ``report`` (a ``results.Report``; typed ``Any`` so that this bottom module
     imports nothing of the package) and survives pickling, e.g. across pytest-xdist."""

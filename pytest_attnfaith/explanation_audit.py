@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from pytest_attnfaith import _recording
+from pytest_attnfaith import _recording, probes
 from pytest_attnfaith.audit import build_report, instances_of, run_checks, warn_inconclusive
 from pytest_attnfaith.checks._common import real_rows
 from pytest_attnfaith.errors import AttnFaithError
@@ -76,7 +76,9 @@ def _audits(
     reports: dict[str, Report] = {}
     refused: dict[str, AttnFaithError] = {}
     with opened(model, inputs, resolved) as context:
-        described = context.model.describe()
+        measured = probes.measured_on(context)
+        described = {**context.model.describe(), **measured}
+        probes.warn_model(context, described)
         for name, attribute in named.items():
             try:
                 scores = attribute(context)

@@ -154,7 +154,7 @@ def _reference_of(whole: Context, options: Any, batch: Any, rows_read: Tensor, i
         probs=reference.probs[instance.to(reference.probs.device)],
         rows=rows,
         attention=whole.model.read(rows, head),
-        gap=reference.gap[instance.to(reference.gap.device)] if reference.gap is not None else None,
+        logits=reference.logits[instance.to(reference.logits.device)],
     )
 
 

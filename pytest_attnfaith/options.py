@@ -88,6 +88,16 @@ def _optional_integer(value: Any) -> int | None:
     return _integer(0)(value)
 
 
+def _optional_real(lo: float, hi: float) -> Callable[[Any], float | None]:
+    number = _real(lo, hi)
+
+    def check(value: Any) -> float | None:
+        return None if value is None else number(value)
+
+    check.expected = f"None or {number.expected}"  # type: ignore[attr-defined]
+    return check
+
+
 def _choice(*choices: str, integer: bool = False) -> Callable[[Any], Any]:
     expected = " or ".join(repr(c) for c in choices) + (" or an integer index" if integer else "")
 
@@ -219,6 +229,11 @@ def _device_text(name: str, text: str) -> str | None:
     return text or None
 
 
+def _optional_text(name: str, text: str) -> Any:
+    """``None`` for an empty value or "none", else a number."""
+    return None if text.strip().lower() in ("", "none") else _scalar_text(name, text)
+
+
 def _flag_text(name: str, text: str) -> bool:
     lowered = text.strip().lower()
     if lowered in ("1", "true", "yes", "on"):
@@ -262,6 +277,9 @@ class Options:
     # the verdict: intervals over instances, and how an inconclusive required question counts
     confidence: float = _option(0.95, _real(0.5, 1.0, hi_open=True))
     inconclusive: str = _option("fail", _choice("fail", "pass"))
+    # what an effect is measured on: the logits' decision margin (scale-free) or the output probabilities (0.2)
+    scale: str = _option("margin", _choice("margin", "probability"))
+    resolution: float | None = _option(None, _optional_real(0.0, 1.0), _optional_text)
     # instance-level bounds
     epsilon: float = _option(0.05, _real(0.0, 1.0, lo_open=True))
     delta: float = _option(0.4, _real(0.0, math.log(2.0), lo_open=True))
@@ -342,9 +360,27 @@ def validate_option(name: str, value: Any) -> Any:
 
 
 def resolve_options(**options: Any) -> Options:
-    """Validate keyword options and return an ``Options`` with the defaults filled in."""
+    """Validate keyword options and return an ``Options`` with the defaults filled in. A ``require`` (or
+    ``explanation_require``) given explicitly must name only questions that a selected check answers."""
     values = {name: validate_option(name, value) for name, value in options.items()}
-    return Options(**values)
+    resolved = Options(**values)
+    for name, questions in (("require", QUESTIONS), ("explanation_require", EXPLANATION_QUESTIONS)):
+        if name in values:
+            _check_answerable(name, values[name], questions, resolved.checks)
+    return resolved
+
+
+def _check_answerable(
+    name: str, required: tuple[str, ...], questions: dict[str, tuple[str, ...]], checks: tuple[str, ...]
+) -> None:
+    """Refuse a required question that none of ``checks`` answers: it could never be answered yes."""
+    for question in required:
+        answering = questions.get(question, ())
+        if not any(check in checks for check in answering):
+            raise AttnFaithError(
+                f"option {name} names {question!r}, but no selected check answers it (checks={list(checks)}); "
+                f"expected checks to include one of {list(answering)}, or {name} without {question!r}"
+            )
 
 
 def questions_for(kind: str) -> dict[str, tuple[str, ...]]:

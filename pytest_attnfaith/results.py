@@ -10,11 +10,14 @@ import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, overload
+from typing import Any, Literal, overload
 
 import numpy as np
 
 from pytest_attnfaith.formatting import fixed, plural
+
+Verdict = Literal["passed", "failed", "inconclusive"]
+"""A check's verdict: its whole interval on the passing side of the threshold, on the failing side, or across it."""
 
 SCHEMA_VERSION = 2
 HTML_RENDERERS: dict[str, Callable[[dict[str, Any], str], str]] = {}
@@ -56,7 +59,7 @@ class RaggedRows(Sequence[list[float]]):
         return list(self)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class CheckResult:
     """The outcome of one check.
 
@@ -74,7 +77,7 @@ class CheckResult:
     statistic: float
     threshold: float
     interval: tuple[float, float]
-    verdict: str
+    verdict: Verdict
     per_instance: np.ndarray
     flagged: np.ndarray
     higher_is_better: bool

@@ -24,7 +24,7 @@ from pytest_attnfaith.adapters.outputs import check_distribution
 from pytest_attnfaith.adapters.passes import Edit, Forward
 from pytest_attnfaith.adapters.sink import exclude_sink, excluded
 from pytest_attnfaith.errors import AttnFaithError
-from pytest_attnfaith.metrics import restrict
+from pytest_attnfaith.metrics import class_score, default_resolution, relative_change, restrict, runner_up, tolerance
 from pytest_attnfaith.options import Options
 
 Value = TypeVar("Value")
@@ -63,6 +63,46 @@ class Context:
     def probs(self) -> Tensor:
         """p (B, C), float64: the output distribution of the reference pass."""
         return self.reference.probs
+
+    @property
+    def logits(self) -> Tensor:
+        """z (B, K), float64: the logits of the reference pass (the ``targets``' columns)."""
+        return self.reference.logits
+
+    @property
+    def rivals(self) -> Tensor:
+        """Per instance, the runner-up class on the unedited input (the other side of the margin)."""
+        return runner_up(self.logits, self.predicted)
+
+    @property
+    def resolution(self) -> float:
+        """The ``resolution`` option, else ``metrics.default_resolution`` of the model's dtype."""
+        if self.options.resolution is not None:
+            return self.options.resolution
+        return default_resolution(self.model.dtype)
+
+    @property
+    def tolerance(self) -> Tensor:
+        """Per instance, the smallest change of its logits that is not rounding (B,): resolution × max |z|."""
+        return tolerance(self.logits, self.resolution)
+
+    def effect(self, logits: Tensor, instances: Tensor) -> Tensor:
+        """The effect on instance ``instances[i]``'s output of the counterfactual whose logits are ``logits[i]``, on
+        the ``scale`` option (``metrics.relative_change``: relative margin change, or TVD), 0 below the resolution."""
+        instances = instances.to(self.logits.device)
+        return relative_change(
+            self.logits[instances],
+            logits.to(self.logits.device),
+            self.predicted[instances],
+            self.options.scale,
+            self.tolerance[instances],
+        )
+
+    def score(self, logits: Tensor, instances: Tensor) -> Tensor:
+        """The output score of instance ``instances[i]``'s predicted class in ``logits[i]``: its margin, or (``scale=
+        "probability"``) its probability."""
+        instances = instances.to(logits.device)
+        return class_score(logits, self.predicted.to(logits.device)[instances], self.options.scale)
 
     @property
     def real(self) -> Tensor:
@@ -110,19 +150,20 @@ class Context:
         make: Callable[[slice], tuple[Batch, Edit | None]],
         read: Callable[[Forward, slice], Tensor] | None = None,
     ) -> Tensor:
-        """``read(forward, part)`` (default: the output distributions) of ``total`` derived rows, chunk by chunk."""
+        """``read(forward, part)`` (default: the logits, float64) of ``total`` derived rows, chunk by chunk."""
         out = self.model.run_rows(total, make, read)
         if out is None:
-            return torch.zeros(0, self.probs.shape[1], dtype=self.probs.dtype, device=self.probs.device)
-        return out.to(self.probs.device)
+            return torch.zeros(0, self.logits.shape[1], dtype=self.logits.dtype, device=self.logits.device)
+        return out.to(self.logits.device)
 
-    def run_removed(self, instances: Tensor, removed: Tensor, how: str, option: str, classes: Tensor | None = None) -> Tensor:
+    def run_removed(self, instances: Tensor, removed: Tensor, how: str, option: str, scored: bool = False) -> Tensor:
         """The output of instance ``instances[i]`` with the positions where ``removed[i]`` (n, T) is true removed:
         ``how="delete"`` deletes them (the rest shifted left, the row T − r long, as leave-one-out deletes),
-        ``"mask"`` replaces their ids with the model's mask (or pad) token. Returns the distributions (n, C), or
-        with ``classes`` (n,) the probability of each row's class (n,). A row left with no visible position (every
-        one deleted) is not run: NaN. Deleted rows run in groups of equal length. ``option`` names the option that
-        chose ``how``, for its error."""
+        ``"mask"`` replaces their ids with the model's mask (or pad) token. Returns the logits (n, K), or with
+        ``scored`` the score of the instance's predicted class (n,) (``Context.score``). A row left with no visible
+        position (every one deleted) is not run: NaN. Identical edited inputs run once and share their output
+        (deleting either word of "terrible terrible" is one input); deleted rows run in groups of equal length.
+        ``option`` names the option that chose ``how``, for its error."""
         batch = self.batch
         instances, removed = instances.to(batch.input_ids.device), removed.to(batch.input_ids.device)
         token = self.removal_token(option) if how == "mask" else None
@@ -138,11 +179,14 @@ class Context:
             visible = (batch.attention_mask.bool()[instances] & ~removed).any(dim=1)
             lengths = torch.where(visible, batch.length - removed.sum(dim=1), -1)
             groups = [(lengths == length).nonzero().squeeze(1) for length in lengths.unique().tolist() if length >= 0]
-        shape = (len(instances),) if classes is not None else (len(instances), self.probs.shape[1])
-        out = torch.full(shape, float("nan"), dtype=self.probs.dtype, device=self.probs.device)
+        out = torch.full((len(instances), self.logits.shape[1]), float("nan"), dtype=torch.float64, device=self.logits.device)
         for group in groups:
             if len(group):
-                out[group.to(out.device)] = self.run_rows(len(group), _chunks_of(group, edit), _picker(classes, group))
+                distinct, inverse = _distinct(instances[group], edit(group))
+                outputs = self.run_rows(distinct.size, _rows_of(distinct))
+                out[group.to(out.device)] = outputs[inverse.to(outputs.device)]
+        if scored:
+            return self.score(out, instances)
         return out
 
     def removal_token(self, option: str) -> int:
@@ -159,10 +203,11 @@ class Context:
 @contextlib.contextmanager
 def opened(model: Any, inputs: Any, options: Options) -> Iterator[Context]:
     """The audit's session on ``model`` and ``inputs``: adapter in session, batch on its device, the reference
-    pass (its attention checked to be a distribution), the sink excluded per ``sink``; the model restored on exit."""
+    pass (its attention checked to be a distribution), the sink excluded per ``sink``, torch's RNG forked and seeded
+    from ``seed``; the model restored on exit."""
     adapter = as_attention_model(model)
     batch = prepare_batch(inputs)
-    with adapter.session(options):
+    with adapter.session(options), seeded(options.seed, adapter.device):
         batch = batch.to(adapter.device)
         adapter.check_inputs(batch)
         sink = excluded(options.sink, adapter.attention_is_causal(batch))
@@ -173,18 +218,29 @@ def opened(model: Any, inputs: Any, options: Options) -> Iterator[Context]:
         yield Context(adapter, batch, options, reference, sink_excluded=sink)
 
 
-def _chunks_of(rows: Tensor, edit: Callable[[Tensor], Batch]) -> Callable[[slice], tuple[Batch, Edit | None]]:
-    """A ``run_rows`` maker of the edited rows ``rows[part]`` (no attention edit)."""
-    return lambda part: (edit(rows[part]), None)
+@contextlib.contextmanager
+def seeded(seed: int, device: torch.device) -> Iterator[None]:
+    """torch's global RNG forked and seeded from ``seed`` (restored on exit): a forward with randomness in it gives
+    the same report for the same seed."""
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        yield
 
 
-def _picker(classes: Tensor | None, rows: Tensor) -> Callable[[Forward, slice], Tensor] | None:
-    """A ``run_rows`` reader of the probability of ``classes[rows]`` for each row (None: the whole distribution)."""
-    if classes is None:
-        return None
-    picked = classes[rows.to(classes.device)]
+def _distinct(instances: Tensor, edited: Batch) -> tuple[Batch, Tensor]:
+    """The distinct rows of ``edited`` (the first of each group of identical inputs of the same instance), and each
+    row's index among them (n,)."""
+    columns = [instances.unsqueeze(1), edited.input_ids, edited.attention_mask.long()]
+    columns += [value.reshape(len(instances), -1).long() for value in edited.per_token.values() if not value.is_floating_point()]
+    if any(value.is_floating_point() for value in edited.per_token.values()):  # float inputs: keep every row apart
+        columns.append(torch.arange(len(instances), device=instances.device).unsqueeze(1))
+    key = torch.cat([c.to(instances.device) for c in columns], dim=1)
+    unique, inverse = torch.unique(key, dim=0, return_inverse=True)
+    first = torch.full((len(unique),), len(instances), dtype=torch.long, device=key.device)
+    first = first.scatter_reduce(0, inverse, torch.arange(len(instances), device=key.device), reduce="amin")
+    return edited.select(first.to(edited.input_ids.device)), inverse
 
-    def pick(forward: Forward, part: slice) -> Tensor:
-        return forward.probs.gather(1, picked[part].to(forward.probs.device).unsqueeze(1)).squeeze(1)
 
-    return pick
+def _rows_of(batch: Batch) -> Callable[[slice], tuple[Batch, Edit | None]]:
+    """A ``run_rows`` maker of the rows of ``batch`` (no attention edit)."""
+    return lambda part: (batch.select(part), None)

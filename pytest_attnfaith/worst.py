@@ -10,6 +10,7 @@ import math
 import statistics
 import textwrap
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from pytest_attnfaith.formatting import compact, plural, printable
 
@@ -24,10 +25,16 @@ def defined(value: float | None) -> bool:
     return value is not None and not math.isnan(value)
 
 
-def flag_count(instances: int, flagged: int, undefined: int = 0) -> str:
-    """``"N instances, k flagged (x%)"``, with the undefined count when there are any."""
+JUDGED_ALL = "judged every instance: none peaked"
+"""What a permutation check says when no instance's attention is peaked, so that every instance was judged."""
+
+
+def flag_count(instances: int, flagged: int, undefined: int = 0, details: dict[str, Any] | None = None) -> str:
+    """``"N instances, k flagged (x%)"``, with the undefined count when there are any, and ``JUDGED_ALL`` when the
+    check's ``details`` say so."""
     extra = f", {undefined} undefined" if undefined else ""
-    return f"{plural(instances, 'instance')}, {flagged} flagged ({100.0 * flagged / max(instances, 1):.0f}%){extra}"
+    judged = f"; {JUDGED_ALL}" if (details or {}).get("judged_all_instances") else ""
+    return f"{plural(instances, 'instance')}, {flagged} flagged ({100.0 * flagged / max(instances, 1):.0f}%){extra}{judged}"
 
 
 def answered(verdicts: Iterable[tuple[str, str]]) -> str:

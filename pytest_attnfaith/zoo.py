@@ -12,6 +12,10 @@ neutral. ``WORDS`` gives each id a word, for reports (``af.wrap(..., vocabulary=
 * ``vanishing``: the attention path is scaled by 1e-4 beside mean pooling.
 * ``misleading``: attention is used (it weighs position-dependent values) but peaks on distractor
   tokens; the label reaches the output only through a direct (summed) path.
+
+``AttentionOnlyClassifier`` (embedding → tanh → additive attention → one binary logit; the attention is its only
+path), trained to saturation by ``train_saturated``, is the well-trained model whose probabilities hide how much
+its attention matters (``docs/thresholds.md``).
 """
 
 from __future__ import annotations
@@ -205,3 +209,47 @@ def train_classifier(
             loss.backward()
             optimizer.step()
     return model.eval()
+
+
+class Tempered(nn.Module):
+    """``net``'s logits multiplied by ``temperature``: the same decisions, more or less confident (the temperature
+    sweep of ``docs/thresholds.md``)."""
+
+    def __init__(self, net: nn.Module, temperature: float) -> None:
+        super().__init__()
+        self.net, self.temperature = net, temperature
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None) -> Tensor:
+        return self.net(input_ids, attention_mask) * self.temperature
+
+
+class AttentionOnlyClassifier(nn.Module):
+    """Embedding → tanh → additive attention → one binary logit on Σ α_t h_t: attention is the only path."""
+
+    def __init__(self, vocab: int = VOCAB, width: int = 16, seed: int = 0) -> None:
+        super().__init__()
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            self.embed = nn.Embedding(vocab, width, padding_idx=0)
+            self.score = nn.Linear(width, 1)
+            self.attn = MaskedSoftmax()
+            self.head = nn.Linear(width, 1)
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None) -> Tensor:
+        mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
+        hidden = torch.tanh(self.embed(input_ids))
+        alpha = self.attn(self.score(hidden).squeeze(-1), mask)
+        return self.head((alpha.unsqueeze(-1) * hidden).sum(dim=1)).squeeze(-1)
+
+
+def train_saturated(steps: int = 300, seed: int = 1) -> AttentionOnlyClassifier:
+    """An ``AttentionOnlyClassifier`` trained for ``steps`` full-batch Adam steps (lr 0.05) on 512 generated
+    sentences: most outputs end with p̂ > 0.999. Returned in eval mode."""
+    task = sentiment_task(512, seed=seed)
+    net = AttentionOnlyClassifier()
+    optimizer = torch.optim.Adam(net.parameters(), lr=0.05)
+    for _ in range(steps):
+        optimizer.zero_grad()
+        nn.functional.binary_cross_entropy_with_logits(net(task.input_ids, task.attention_mask), task.labels.float()).backward()
+        optimizer.step()
+    return net.eval()

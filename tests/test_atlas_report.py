@@ -17,7 +17,9 @@ pytest.importorskip("transformers")
 def atlas_report() -> af.Report:
     from tests.huggingface.conftest import build, token_batch
 
-    return af.audit(build("llama"), token_batch(size=12), checks=["uniform", "gradient"], per_head=True, targets=[7, 11])
+    return af.audit(
+        build("llama"), token_batch(size=12), checks=["uniform", "gradient"], per_head=True, targets=[7, 11], scale="probability"
+    )
 
 
 @pytest.fixture(scope="module")

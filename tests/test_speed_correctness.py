@@ -21,7 +21,7 @@ from pytest_attnfaith.adapters import Edit, prepare_batch
 from pytest_attnfaith.adapters.rowcache import RowCache, row_keys
 from pytest_attnfaith.checks import Context
 from pytest_attnfaith.checks._common import replace_rows
-from pytest_attnfaith.checks.adversarial import exact_max_jsd, linear_readout, max_jsd, search_max_jsd
+from pytest_attnfaith.checks.adversarial import exact_max_jsd, linear_readout, max_jsd, search_max_jsd, slab
 from pytest_attnfaith.metrics import jsd, tvd
 from pytest_attnfaith.options import resolve_options
 from pytest_attnfaith.zoo import BiLSTMClassifier, MaskedSoftmax, ZooModel, sentiment_task
@@ -68,7 +68,7 @@ def assert_same(left: af.Report, right: af.Report) -> None:
 @contextlib.contextmanager
 def session_context(net: nn.Module, inputs: dict[str, Tensor], **options: object) -> Iterator[Context]:
     model = af.wrap(net, attention="attn", embeddings="embed")
-    resolved = resolve_options(**options)
+    resolved = resolve_options(**{"scale": "probability", **options})  # the TVD references below
     with model.session(resolved):
         batch = prepare_batch(inputs).to(model.device)
         yield Context(model, batch, resolved, model.forward(batch))
@@ -174,7 +174,7 @@ def test_exact_optimum_is_the_best_vertex_checked_through_the_model() -> None:
         vertex, linear = linear_readout(context)
         assert linear.all()
         epsilon = context.options.epsilon
-        exact = exact_max_jsd(context.attention, context.real, vertex, context.probs[:, 1], epsilon)
+        exact = exact_max_jsd(context.attention, context.real, vertex, *slab(context.logits[:, 0], epsilon, "probability"))
         for b in range(context.batch.size):
             candidates = vertex_candidates(context.attention[b], vertex[b], context.real[b], float(context.probs[b, 1]), epsilon)
             feasible = tvd(outputs(context, b, candidates), context.probs[b]) <= epsilon + 1e-4
@@ -193,7 +193,9 @@ def test_exact_optimum_bounds_a_dense_grid_and_is_nearly_reached_by_it() -> None
     grid = simplex_grid(4, 36)
     with session_context(sharp_bilstm(seed=3), inputs) as context:
         vertex, linear = linear_readout(context)
-        exact = exact_max_jsd(context.attention, context.real, vertex, context.probs[:, 1], context.options.epsilon)
+        exact = exact_max_jsd(
+            context.attention, context.real, vertex, *slab(context.logits[:, 0], context.options.epsilon, "probability")
+        )
         for b in range(3):
             feasible = tvd(outputs(context, b, grid), context.probs[b]) <= context.options.epsilon
             sampled = jsd(grid[feasible], context.attention[b].expand_as(grid[feasible])).max().item()
@@ -205,7 +207,9 @@ def test_search_never_exceeds_the_exact_optimum() -> None:
     inputs = sentiment_task(8, length=8, min_length=4, seed=12).inputs()
     with session_context(sharp_bilstm(seed=4), inputs, adversarial_steps=150) as context:
         vertex, linear = linear_readout(context)
-        exact = exact_max_jsd(context.attention, context.real, vertex, context.probs[:, 1], context.options.epsilon)
+        exact = exact_max_jsd(
+            context.attention, context.real, vertex, *slab(context.logits[:, 0], context.options.epsilon, "probability")
+        )
         with torch.enable_grad():
             searched = search_max_jsd(context, torch.arange(context.batch.size))
     assert linear.all()

@@ -19,7 +19,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("session",),
     ("explainers",),
     ("checks",),
-    ("head_atlas", "audit", "explanation_audit"),
+    ("head_atlas", "probes", "audit", "explanation_audit"),
     ("assertions",),
     ("report",),
     ("plugin", "cli", "demo", "strategies", "zoo", ""),

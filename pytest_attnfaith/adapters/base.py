@@ -36,7 +36,7 @@ from pytest_attnfaith.adapters.reading import Reading
 from pytest_attnfaith.adapters.tap import AttentionTap
 from pytest_attnfaith.errors import AttentionUnavailableError, AttnFaithError
 from pytest_attnfaith.formatting import plural
-from pytest_attnfaith.metrics import binary_logit_gap, logits_of, output_distribution
+from pytest_attnfaith.metrics import as_columns, logits_of, output_distribution, runner_up, score_gradient
 
 EmbeddingsFn = Callable[[Tensor], Tensor]
 
@@ -51,7 +51,7 @@ class AttentionModel(ABC):
         self.module = module
         self.tap = AttentionTap(where)
         self.options = Reading()
-        self._heads = 1
+        self._heads, self._columns = 1, 0
         self.targets: Tensor | None = None
 
     # -- what subclasses provide -------------------------------------------------------------
@@ -127,6 +127,10 @@ class AttentionModel(ABC):
         """Why no attention was read, where the adapter knows better than "never computed" (else "")."""
         return ""
 
+    def pad_token_id(self) -> int | None:
+        """The padding token's id where the model's tokenizer or vocabulary says it (None: unknown)."""
+        return None
+
     def mask_token_id(self) -> int | None:
         """The token that replaces a token for ``loo="mask"`` (None: not available)."""
         return self.options.mask_token_id
@@ -179,6 +183,8 @@ class AttentionModel(ABC):
 
     def describe_output(self) -> str | dict[str, Any]:
         """What the output distribution is, for ``report.model["output"]``."""
+        if self.targets is None and self._columns == 1:
+            return {"distribution": "one binary logit z: p = [1 - sigmoid(z), sigmoid(z)]", "class_1": "sigmoid(z)"}
         if self.targets is None:
             return "logits"
         return {"distribution": "softmax over the target logits", "ids": self.targets.tolist()}
@@ -340,8 +346,8 @@ class AttentionModel(ABC):
                 f"the attention at {self.tap.where} was computed {armed.calls} times in one forward pass; "
                 "expected once: point at a module that computes one attention distribution"
             )
-        probs, gap = self._outputs(output, batch.size)
-        self._heads = int(armed.rows.shape[1])
+        probs, logits = self._outputs(output, batch.size)
+        self._heads, self._columns = int(armed.rows.shape[1]), int(logits.shape[1])
         if capture_embeddings and armed.embeddings_leaf is None:
             raise AttentionUnavailableError(
                 "the embeddings module was never called during the forward pass; expected it to run once"
@@ -352,14 +358,14 @@ class AttentionModel(ABC):
             probs=probs,
             rows=armed.rows,
             attention=self.read(armed.rows, batch.heads),
+            logits=logits,
             embeddings=armed.embeddings_leaf,
-            gap=gap,
             layer_rows=layer_rows,
             captured=armed.captured,
         )
 
-    def _outputs(self, output: Any, size: int) -> tuple[Tensor, Tensor | None]:
-        """The output distribution p (n, C) and, for two classes, the logit gap log p₁ − log p₀."""
+    def _outputs(self, output: Any, size: int) -> tuple[Tensor, Tensor]:
+        """The output distribution p (n, C) and the logits (n, K) in float64 (with the graph, for gradients)."""
         try:
             logits = self._target_logits(logits_of(output))
             if logits.dim() == 2 and logits.shape[1] == 0:
@@ -368,7 +374,7 @@ class AttentionModel(ABC):
                     "expected logits (B, C) with at least one class (C >= 1)"
                 )
             probs = output_distribution(logits)
-            gap = binary_logit_gap(logits)
+            logits = as_columns(logits)
         except (TypeError, ValueError) as err:
             raise AttnFaithError(str(err)) from None
         if probs.shape[0] != size:
@@ -378,7 +384,7 @@ class AttentionModel(ABC):
         finite = torch.isfinite(probs).all(dim=1)
         if not finite.all():
             raise NonFiniteOutputError(int((~finite).nonzero()[0]), logits)
-        return probs, gap
+        return probs, logits
 
     def rollout(self, batch: Batch) -> Tensor:
         """Abnar & Zuidema's attention rollout (n, Tk) up to the chosen layer, read as ``aggregation="rollout"`` reads it."""
@@ -404,7 +410,7 @@ class AttentionModel(ABC):
     def forward_chunked(self, batch: Batch, record_layers: bool = False) -> Forward:
         """``forward`` over a large batch without edits or gradients, in chunks of ``batch_size`` (bounded memory)."""
         size = self.options.batch_size
-        fields: dict[str, Tensor | None] = {"probs": None, "rows": None, "attention": None, "gap": None}
+        fields: dict[str, Tensor | None] = {"probs": None, "rows": None, "attention": None, "logits": None}
         layer_rows: dict[int, Tensor] = {}
         for start in range(0, batch.size, size):
             part = slice(start, min(start + size, batch.size))
@@ -417,24 +423,24 @@ class AttentionModel(ABC):
                 fields[name] = None if value is None else write_chunk(fields[name], part, value.detach(), batch.size)
             for layer, value in (forward.layer_rows or {}).items():
                 layer_rows[layer] = write_chunk(layer_rows.get(layer), part, value, batch.size)
-        probs, rows, attention = fields["probs"], fields["rows"], fields["attention"]
-        assert probs is not None and rows is not None and attention is not None
+        probs, rows, attention, logits = fields["probs"], fields["rows"], fields["attention"], fields["logits"]
+        assert probs is not None and rows is not None and attention is not None and logits is not None
         return Forward(
-            probs=probs, rows=rows, attention=attention, gap=fields["gap"], layer_rows=layer_rows if record_layers else None
+            probs=probs, rows=rows, attention=attention, logits=logits, layer_rows=layer_rows if record_layers else None
         )
 
     def read_share(self, batch: Batch) -> Tensor | None:
         """Per instance, the share of the output's sensitivity to the read layer's attention A that flows through
-        the query rows read: Σ over read rows of |∂p_ŷ/∂A ⊙ A| / Σ over every attended query row (p_ŷ the
-        predicted class's probability). None where the attention has one query row; NaN without a gradient path."""
+        the query rows read: Σ over read rows of |∂s_ŷ/∂A ⊙ A| / Σ over every attended query row (s_ŷ the
+        predicted class's score on the ``scale`` option: ``metrics.score_gradient``). None where the attention has
+        one query row; NaN without a gradient path."""
         forward = self.forward(batch, capture_attention=True)
         captured = forward.captured
         if captured is None or captured.shape[-2] == 1:
             return None
-        chosen = forward.probs.gather(1, forward.probs.argmax(dim=1, keepdim=True)).sum()
-        grad = torch.autograd.grad(chosen, captured, allow_unused=True)[0] if chosen.requires_grad else None
-        if grad is None:
-            return torch.full((batch.size,), float("nan"), dtype=torch.float64)
+        classes = forward.probs.argmax(dim=1)
+        rivals = runner_up(forward.logits.detach(), classes)
+        grad = score_gradient(forward.logits, classes, rivals, self.options.scale, captured)
         flow = (grad.double() * captured.detach().double()).abs().sum(dim=(1, 3))
         at = self.query_rows(batch.to(flow.device))
         read = torch.zeros_like(flow).index_put_((at.owner, at.query.clamp(max=flow.shape[1] - 1)), torch.ones(()).double())
@@ -448,17 +454,23 @@ class AttentionModel(ABC):
         make: Callable[[slice], tuple[Batch, Edit | None]],
         read: Callable[[Forward, slice], Tensor] | None = None,
     ) -> Tensor | None:
-        """``read(forward, part)`` (default: the output distributions) of ``total`` derived rows, each chunk of
+        """``read(forward, part)`` (default: the logits, float64) of ``total`` derived rows, each chunk of
         ``batch_size`` rows built by ``make`` only when it runs, written into one tensor allocated by the first
         chunk (bounded memory: no per-chunk results are kept alive between passes). None when ``total`` is 0."""
 
         def run(part: slice) -> Tensor:
             forward = self.forward(*make(part))
-            return (read(forward, part) if read is not None else forward.probs).detach()
+            return (read(forward, part) if read is not None else forward.logits).detach()
 
         return collect_chunks(total, self.options.batch_size, run)
 
     def forward_many(self, batch: Batch, edit: Edit | None = None) -> Tensor:
         """Output distributions for a large batch, in chunks of ``batch_size``, without gradients."""
-        out = self.run_rows(batch.size, lambda part: (batch.select(part), edit.chunk(part) if edit is not None else None))
+        out = self.run_rows(
+            batch.size, lambda part: (batch.select(part), edit.chunk(part) if edit is not None else None), _probabilities
+        )
         return out if out is not None else torch.zeros(0, 2)
+
+
+def _probabilities(forward: Forward, part: slice) -> Tensor:
+    return forward.probs

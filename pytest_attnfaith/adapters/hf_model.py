@@ -108,7 +108,7 @@ class HuggingFaceLayers(HuggingFaceText):
         if self.path == "interface":
             self._probing = True
             try:
-                with torch.no_grad():
+                with torch.no_grad(), torch.random.fork_rng(devices=[]):  # the audit's seeded RNG stays untouched
                     self._call(batch.select(slice(0, 1)).to(self.device).model_kwargs())
             finally:
                 self._probing = False

@@ -140,6 +140,13 @@ class HuggingFaceText(AttentionModel):
             "output_head": f"target rows only ({len(ids)} of {size})" if self._head else f"all {size} rows, then the targets",
         }
 
+    def pad_token_id(self) -> int | None:
+        for source in (self.loaded_tokenizer(), self.config):
+            value = getattr(source, "pad_token_id", None)
+            if isinstance(value, int):
+                return value
+        return None
+
     def mask_token_id(self) -> int | None:
         if self.options.mask_token_id is not None:
             return self.options.mask_token_id

@@ -40,7 +40,7 @@ class Edit:
 @dataclass
 class Forward:
     """One forward pass: output distribution (n, C), attention rows read (n, H, Tk) before any
-    edit, the distribution the checks use (n, Tk), and the embeddings' output when captured.
+    edit, the distribution the checks use (n, Tk), the logits, and the embeddings' output when captured.
 
     ``layer_rows``: with ``record_layers``, the rows read at every layer that ran (layer → (n, H, Tk));
     ``captured``: with ``capture_attention``, the chosen layer's whole attention (n, H, Tq, Tk) as a leaf of the
@@ -49,8 +49,8 @@ class Forward:
     probs: Tensor
     rows: Tensor
     attention: Tensor
+    logits: Tensor  # (n, K) float64: the logits the output is made of (``targets``' columns; K = 1 for one binary logit)
     embeddings: Tensor | None = None
-    gap: Tensor | None = None  # binary outputs: log p₁ − log p₀ from the logits, exact where p saturates
     layer_rows: dict[int, Tensor] | None = None
     captured: Tensor | None = None
 

@@ -2,7 +2,8 @@
 
 The adapters never see the audit's options bag (``pytest_attnfaith.options``, a layer above them): the session
 hands them this view — which layer, head and query rows are read and replaced, how the read rows are
-aggregated, what the output is (``targets``), the chunk size and the device. ``Reading.of(options)`` takes the
+aggregated, what the output is (``targets``) and its
+scale (for gradients), the chunk size and the device. ``Reading.of(options)`` takes the
 fields by name from any object that has them (the audit's ``Options``); the defaults equal ``Options()``'s
 (a test holds them equal).
 """
@@ -27,6 +28,7 @@ class Reading:
     mask_token_id: int | None = None
     batch_size: int = 64
     device: str | None = None
+    scale: str = "margin"
 
     @classmethod
     def of(cls, options: Any) -> Reading:

@@ -26,6 +26,8 @@ VISIBLE = str.maketrans({"\n": "↵", "\t": "⇥", "\r": "␍"})
 """Whitespace a reader could not see in a table cell, as a mark."""
 REPLACEMENT = "\ufffd"
 """What decoding yields for an incomplete UTF-8 sequence (one byte of a character that spans several tokens)."""
+PAD_TEXTS = ("<pad>", "[PAD]", "<PAD>", "<|pad|>", "[pad]")
+"""How a vocabulary spells its padding token (the tokenizer's ``pad_token_id`` where there is one)."""
 EXPECTED = "a sequence of strings indexed by token id, a mapping id -> str, or a tokenizer with convert_ids_to_tokens"
 
 
@@ -44,6 +46,14 @@ class TokenNames:
             self.table = [text for _, text in _entries(enumerate(vocabulary))]
         else:
             raise AttnFaithError(f"vocabulary is a {type(vocabulary).__name__}; expected {EXPECTED}")
+
+    def pad_id(self) -> int | None:
+        """The padding token's id: the tokenizer's ``pad_token_id``, else the id of an entry spelled as padding."""
+        if self.tokenizer is not None:
+            value = getattr(self.tokenizer, "pad_token_id", None)
+            return value if isinstance(value, int) else None
+        items = self.table.items() if isinstance(self.table, Mapping) else enumerate(self.table)
+        return next((int(i) for i, text in items if text in PAD_TEXTS), None)
 
     def decode(self, ids: list[int]) -> list[str]:
         """The text of each id (its number where the vocabulary has none)."""

@@ -98,6 +98,9 @@ class WrappedModel(AttentionModel):
     def embeddings_module(self) -> nn.Module:
         return self._embeddings
 
+    def pad_token_id(self) -> int | None:
+        return self.vocabulary.pad_id() if self.vocabulary is not None else None
+
     def tokens(self, batch: Batch) -> list[list[str]]:
         """The vocabulary's text of each real token (ids without a vocabulary)."""
         if self.vocabulary is None:
@@ -166,7 +169,7 @@ class WrappedModel(AttentionModel):
         seen: list[Any] = []
         handle = self.attention_module.register_forward_hook(lambda module, args, output: seen.append(output))
         try:
-            with torch.no_grad():
+            with torch.no_grad(), torch.random.fork_rng(devices=[]):  # the audit's seeded RNG stays untouched
                 self.module(**kwargs)
         finally:
             handle.remove()

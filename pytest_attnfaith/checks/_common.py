@@ -24,6 +24,10 @@ from pytest_attnfaith.session import Context
 __all__ = ["Context", "fraction_result", "mean_result", "real_rows", "replace_rows", "subject", "tau_result"]
 
 
+NO_SINGLE_TOKEN = "the output depends on no single token"
+"""Why an instance whose importance is 0 on every real token (within the resolution) has no agreement."""
+
+
 def mean_result(
     context: Context,
     name: str,
@@ -42,29 +46,33 @@ def mean_result(
     values the result shows, when they are not the averaged ones (ERASER's raw scores beside their gain over
     random orderings); NaN wherever ``values`` is."""
     estimate = mean_interval(values, context.options.confidence, context.seed(f"interval:{name}"), bounds)
-    flagged = np.nan_to_num(values, nan=np.inf) < threshold
-    shown = values if reported is None else reported
     return _result(
-        context, name, estimate, shown, flagged, threshold, True, statistic_name, meaning, details or {}, why_undefined
+        context,
+        name=name,
+        estimate=estimate,
+        values=values if reported is None else reported,
+        flagged=np.nan_to_num(values, nan=np.inf) < threshold,
+        threshold=threshold,
+        higher_is_better=True,
+        statistic_name=statistic_name,
+        meaning=meaning,
+        details=details or {},
+        why_undefined=why_undefined,
     )
 
 
 def tau_result(
-    context: Context,
-    name: str,
-    importance: Tensor,
-    threshold: float,
-    meaning: str,
-    details: dict[str, Any] | None = None,
-    zero_means: str = "",
+    context: Context, name: str, importance: Tensor, threshold: float, meaning: str, details: dict[str, Any] | None = None
 ) -> CheckResult:
     """Kendall τ-b between the scores under test and an importance, per instance; passes when the mean τ reaches
-    ``threshold``. Rows with fewer than two real tokens, or with constant scores, have no τ (NaN, counted);
-    ``zero_means`` says, in the verdict, what an importance of 0 on every token means."""
+    ``threshold``. Rows with fewer than two real tokens, or with constant scores, have no τ (NaN, counted); so has
+    a row whose importance is 0 on every real token (``NO_SINGLE_TOKEN``, counted in ``details["no_single_token"]``)."""
     real = context.real.cpu()
+    importance = importance.cpu()
+    independent = context.defined() & ~(importance != 0).logical_and(real).any(dim=1).numpy()
     tau, pvalue = kendall_tau(context.scores, importance, real)
-    significant = pvalue[~np.isnan(pvalue)]
-    zero = not bool(importance[context.real.to(importance.device)].any())
+    tau = np.where(independent, np.nan, tau)
+    significant = pvalue[~np.isnan(pvalue) & ~independent]
     return mean_result(
         context,
         name,
@@ -76,9 +84,10 @@ def tau_result(
             "fraction_significant": float((significant <= 0.05).mean()) if significant.size else float("nan"),
             "pvalue": pvalue,
             "importance": real_rows(importance, real),
+            "no_single_token": int(independent.sum()),
             **(details or {}),
         },
-        f"the importance is 0 on every token: {zero_means}" if zero and zero_means else "",
+        NO_SINGLE_TOKEN if independent.any() else "",
         bounds=(-1.0, 1.0),
     )
 
@@ -97,12 +106,23 @@ def fraction_result(
     or below ``threshold``."""
     flagged = flagged & eligible
     estimate = fraction_interval(int(flagged.sum()), int(eligible.sum()), context.options.confidence)
-    extra = {"eligible": estimate.count, **(details or {})}
-    return _result(context, name, estimate, values, flagged, threshold, False, "fraction flagged", meaning, extra, "")
+    return _result(
+        context,
+        name=name,
+        estimate=estimate,
+        values=values,
+        flagged=flagged,
+        threshold=threshold,
+        higher_is_better=False,
+        statistic_name="fraction flagged",
+        meaning=meaning,
+        details={"eligible": estimate.count, **(details or {})},
+    )
 
 
 def _result(
     context: Context,
+    *,
     name: str,
     estimate: Estimate,
     values: np.ndarray,
@@ -112,8 +132,10 @@ def _result(
     statistic_name: str,
     meaning: str,
     details: dict[str, Any],
-    why_undefined: str,
+    why_undefined: str = "",
 ) -> CheckResult:
+    """The ``CheckResult`` of an estimate against its threshold: the verdict, and for an inconclusive one how many
+    instances would decide it and why it could not be decided."""
     verdict = decide(estimate, threshold, higher_is_better)
     inconclusive = verdict == "inconclusive"
     return CheckResult(

@@ -3,8 +3,12 @@
 Per instance, ŷ the class predicted on x, n its real tokens, for each bin q ∈ ``aopc_bins`` with
 k = ⌈q·n⌉ and the top-k tokens of the scores under test (ties by position, earlier first):
 
-    comprehensiveness = mean_q [p_ŷ(x) − p_ŷ(x without its top-k tokens)]
-    sufficiency       = mean_q [p_ŷ(x) − p_ŷ(only its top-k tokens, special tokens always kept)]
+    comprehensiveness = mean_q [s(x) − s(x without its top-k tokens)]
+    sufficiency       = mean_q [s(x) − s(only its top-k tokens, special tokens always kept)]
+
+with s the level of the output for ŷ: on ``scale="probability"`` its probability p_ŷ (ERASER's definition);
+on ``scale="margin"`` its margin relative to the unedited one, s(x') = clip(m_ŷ(x')/|m_ŷ(x)|, 0, 2) (so
+s(x) = 1, a flipped decision is 0, each difference lies in [−1, 1], and a change within the resolution is 0).
 
 Tokens are removed as ``removal`` says (``Context.run_removed``: deleted, or replaced by the mask
 token). The same values for ``random_orderings`` orderings of the same real tokens drawn at random
@@ -18,6 +22,8 @@ inputs (``Context.remember``).
 
 from __future__ import annotations
 
+import math
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -73,23 +79,50 @@ def random_ranks(context: Context) -> Tensor:
 
 
 def curves(context: Context, name: str, ranks: Tensor) -> tuple[Tensor, Tensor]:
-    """For each ordering (O, B, T) of ranks: the ERASER value per instance (O, B) and p_ŷ after the edit of each
+    """For each ordering (O, B, T) of ranks: the ERASER value per instance (O, B) and the level s after the edit of each
     bin (O, B, Q); NaN for instances with fewer than two real tokens. Each distinct (ordering, instance, k) edit
     runs once."""
     real, count = context.real, context.real_count
-    bins = torch.tensor(context.options.aopc_bins, dtype=torch.float64, device=real.device)
-    sizes = torch.ceil(bins.unsqueeze(0) * count.unsqueeze(1).double()).long()  # k = ⌈q·n⌉, (B, Q)
+    sizes = bin_sizes(context.options.aopc_bins, count)  # k = ⌈q·n⌉, (B, Q)
     o, b, q = torch.meshgrid(*(torch.arange(n, device=real.device) for n in (ranks.shape[0], *sizes.shape)), indexing="ij")
     defined = count[b] >= 2
     edits, inverse = torch.unique(torch.stack([o[defined], b[defined], sizes[b, q][defined]], dim=1), dim=0, return_inverse=True)
     o, b, k = edits.unbind(dim=1)
     top = real[b] & (ranks[o, b] < k.unsqueeze(1))
     removed = top if name == "comprehensiveness" else real[b] & ~top
-    probability = context.run_removed(b, removed, context.options.removal, "removal", context.predicted[b])
-    after = torch.full(defined.shape, float("nan"), dtype=torch.float64, device=context.probs.device)
-    after[defined.to(after.device)] = probability[inverse.to(after.device)]
-    full = context.probs.gather(1, context.predicted.unsqueeze(1))  # p_ŷ(x), (B, 1)
-    return (full.unsqueeze(0) - after).mean(dim=-1), after
+    edited = context.run_removed(b, removed, context.options.removal, "removal", scored=True)
+    after = torch.full(defined.shape, float("nan"), dtype=torch.float64, device=context.logits.device)
+    after[defined.to(after.device)] = level(context, edited, b)[inverse.to(after.device)]
+    full = full_level(context).view(1, -1, 1)  # s(x), (1, B, 1)
+    return (full - after).mean(dim=-1), after
+
+
+def bin_sizes(bins: tuple[float, ...], count: Tensor) -> Tensor:
+    """k = ⌈q·n⌉ per instance and bin (B, Q), in exact arithmetic (q read from its shortest decimal repr: 0.28 ·
+    25 is 7, where floating point gives 7.000000000000001 and so 8)."""
+    exact = [Fraction(repr(q)) for q in bins]
+    table = torch.tensor(
+        [[math.ceil(q * n) for q in exact] for n in range(int(count.max()) + 1 if len(count) else 1)], dtype=torch.long
+    )
+    return table.to(count.device)[count]
+
+
+def full_level(context: Context) -> Tensor:
+    """s(x) per instance (B,): p_ŷ(x), or 1 (the margin relative to itself)."""
+    if context.options.scale == "probability":
+        return context.score(context.logits, torch.arange(context.batch.size))
+    return torch.ones(context.batch.size, dtype=torch.float64, device=context.logits.device)
+
+
+def level(context: Context, scores: Tensor, instances: Tensor) -> Tensor:
+    """s(x') of edited rows of ``instances`` from their scores (``Context.score``): p_ŷ, or the clipped relative
+    margin; within the resolution of the unedited margin, exactly 1."""
+    if context.options.scale == "probability":
+        return scores
+    instances = instances.to(scores.device)
+    full = context.score(context.logits, torch.arange(context.batch.size))[instances]
+    relative = (scores / full.abs()).clamp(min=0.0, max=2.0)
+    return torch.where((scores - full).abs() <= context.tolerance[instances], 1.0, relative)
 
 
 def _summary(context: Context, purpose: str, values: Tensor) -> dict[str, Any]:
@@ -98,14 +131,15 @@ def _summary(context: Context, purpose: str, values: Tensor) -> dict[str, Any]:
 
 
 def _curve(context: Context, explained: Tensor, random: Tensor) -> dict[str, Any]:
-    """Mean p_ŷ over the defined instances at fraction 0 and after each bin's edit: the explanation's, the random
-    orderings' mean, and the band: the central ``confidence`` range of the random orderings' means."""
+    """Mean level s (p_ŷ, or the relative margin) over the defined instances at fraction 0 and after each bin's
+    edit: the explanation's, the random orderings' mean, and the band (the central ``confidence`` range of the
+    random orderings' means)."""
     defined = torch.isfinite(explained).all(dim=1)
-    full = [float(context.probs.gather(1, context.predicted.unsqueeze(1))[defined].mean())]
+    full = [float(full_level(context)[defined].mean())]
     per_ordering = random[:, defined].mean(dim=1).cpu().numpy()  # (R, Q)
-    level = context.options.confidence
+    coverage = context.options.confidence
     with np.errstate(invalid="ignore"):
-        low, high = np.quantile(per_ordering, [(1 - level) / 2, (1 + level) / 2], axis=0)
+        low, high = np.quantile(per_ordering, [(1 - coverage) / 2, (1 + coverage) / 2], axis=0)
     return {
         "fraction": [0.0, *context.options.aopc_bins],
         "explainer": full + explained[defined].mean(dim=0).tolist(),

@@ -1,7 +1,9 @@
 """``adversarial``: is the attention the only one that gives this output? (Jain & Wallace 2019, §4.3)
 
-Per instance, max JSD(α', α̂) over candidate distributions α' whose output stays within
-TVD(p', p) ≤ ``epsilon`` — the original attention always among them (JSD 0). An instance is
+Per instance, max JSD(α', α̂) over candidate distributions α' whose output stays within ``epsilon`` of the
+original — the original attention always among them (JSD 0). On ``scale="margin"`` the bound is the relative
+margin change |m'_ŷ − m_ŷ| ≤ ε·|m_ŷ| (ε < 1, so the decision never flips); on ``"probability"`` it is
+J&W's TVD(p', p) ≤ ε. An instance is
 flagged when the max JSD is at least ``delta``; fails when the flagged fraction exceeds
 ``adversarial_threshold``.
 
@@ -9,12 +11,14 @@ Two ways to find the candidates (``adversarial_method``):
 
 * ``exact`` — where the output is binary and its logit difference d(α') is linear in α'
   (a linear readout of Σ α'_t h_t, the J&W architecture; verified numerically per instance),
-  TVD ≤ ε is a slab lo ≤ d(α') ≤ hi, JSD is convex, and its maximum over simplex ∩ slab lies at
+  the bound is a slab lo ≤ d(α') ≤ hi (margin: d·(1 ∓ ε); probability: logit(p₁ ∓ ε)), JSD is convex,
+  and its maximum over simplex ∩ slab lies at
   a vertex: one-hot vectors inside the slab, or two-token mixtures on its faces (O(T²),
   vectorised). This is the true optimum.
 * ``search`` — J&W's optimiser, batched over instances × ``adversaries``: free logits initialised
   at log(1/n) + 3·N(0, 1), Adam (lr ``adversarial_lr``, amsgrad), loss −JSD(α', α̂) +
-  500·ReLU(TVD − 0.01) − mean pairwise JSD among the adversaries, up to ``adversarial_steps``
+  500·ReLU(distance − h) − mean pairwise JSD among the adversaries (distance: TVD with J&W's h = 0.01, or the
+  relative margin change with h = ε/5, the same fraction of the bound), up to ``adversarial_steps``
   steps, a chunk of instances at a time, each chunk stopping early once none of its instances' best
   JSD rises by 1e-3 over 100 steps. Every iterate is a real candidate: the best valid one is kept.
 
@@ -33,7 +37,7 @@ from torch import Tensor
 from pytest_attnfaith.adapters import Batch, Edit, Forward
 from pytest_attnfaith.checks._common import Context, fraction_result, replace_rows
 from pytest_attnfaith.errors import AttnFaithError
-from pytest_attnfaith.metrics import tvd
+from pytest_attnfaith.metrics import binary_logit_gap, margin, tvd
 from pytest_attnfaith.results import CheckResult
 
 MEANING = "a very different attention distribution gives the same output: the heat map is not the unique explanation"
@@ -46,8 +50,9 @@ CONVERGED = 1e-3  # stop when no instance's best JSD rose by more than this (nat
 
 
 def _gap_of(forward: Forward, part: slice) -> Tensor:
-    assert forward.gap is not None  # two-class outputs only
-    return forward.gap
+    gap = binary_logit_gap(forward.logits)
+    assert gap is not None  # two-class outputs only
+    return gap
 
 
 def _gaps_for(context: Context, instances: Tensor, weights: Callable[[slice], Tensor]) -> Tensor:
@@ -64,8 +69,8 @@ def linear_readout(context: Context) -> tuple[Tensor, Tensor]:
     """Per instance: d_t = d(one-hot at t) (B, T) and whether d(α') = Σ α'_t d_t holds (B,)."""
     real = context.real
     size, length = real.shape
-    device = context.probs.device
-    if context.reference.gap is None or not bool(context.defined().any()):
+    device = context.logits.device
+    if binary_logit_gap(context.logits) is None or not bool(context.defined().any()):
         return torch.zeros(size, length, dtype=torch.float64, device=device), torch.zeros(size, dtype=torch.bool, device=device)
     rows, positions = real.nonzero(as_tuple=True)
     vertex = torch.zeros(size, length, dtype=torch.float64, device=device)
@@ -88,13 +93,21 @@ def _logit(p: Tensor) -> Tensor:
     return torch.log(p) - torch.log1p(-p)
 
 
-def exact_max_jsd(alpha: Tensor, real: Tensor, vertex: Tensor, p1: Tensor, epsilon: float) -> Tensor:
+def slab(gap: Tensor, epsilon: float, scale: str) -> tuple[Tensor, Tensor]:
+    """The bounds (lo, hi) (B, 1) on the logit difference d(α') = log p₁ − log p₀ that keep the output within
+    ``epsilon``: d·(1 ∓ ε) on ``margin`` (|d| is the margin), logit(p₁ ∓ ε) on ``probability`` (TVD ≤ ε)."""
+    if scale == "probability":
+        p1 = torch.sigmoid(gap)
+        return _logit((p1 - epsilon).clamp(min=0.0)).unsqueeze(1), _logit((p1 + epsilon).clamp(max=1.0)).unsqueeze(1)
+    ends = torch.stack([gap * (1.0 - epsilon), gap * (1.0 + epsilon)], dim=1)
+    return ends.amin(dim=1, keepdim=True), ends.amax(dim=1, keepdim=True)
+
+
+def exact_max_jsd(alpha: Tensor, real: Tensor, vertex: Tensor, lo: Tensor, hi: Tensor) -> Tensor:
     """max JSD(α', α) over α' in simplex ∩ {lo ≤ Σ α'_t d_t ≤ hi}: vertices of the polytope.
 
-    ``alpha`` (B, T) restricted to real positions; ``vertex`` d_t; ``p1`` the original p(class 1).
+    ``alpha`` (B, T) restricted to real positions; ``vertex`` d_t; ``lo``, ``hi`` (B, 1) the slab (``slab``).
     """
-    lo = _logit((p1 - epsilon).clamp(min=0.0)).unsqueeze(1)
-    hi = _logit((p1 + epsilon).clamp(max=1.0)).unsqueeze(1)
     log2 = math.log(2.0)
     # one-hot candidates e_i inside the slab
     m_single = 0.5 * (alpha + 1.0)
@@ -147,7 +160,8 @@ def _search_chunk(context: Context, instances: Tensor, noise: Tensor) -> Tensor:
     count = options.adversaries
     real = context.real[instances].repeat_interleave(count, 0)
     alpha = context.attention[instances].repeat_interleave(count, 0)
-    target = context.probs[instances].repeat_interleave(count, 0)
+    repeated = instances.repeat_interleave(count)
+    hinge = HINGE_MARGIN if options.scale == "probability" else options.epsilon / 5.0
     n = real.sum(dim=1, keepdim=True).float()
     logits = (torch.log(1.0 / n) + 3.0 * noise).requires_grad_(True)
     optimizer = torch.optim.Adam([logits], lr=options.adversarial_lr, amsgrad=True)
@@ -158,10 +172,10 @@ def _search_chunk(context: Context, instances: Tensor, noise: Tensor) -> Tensor:
         optimizer.zero_grad()
         candidate = torch.softmax(logits.masked_fill(~real, float("-inf")), dim=1)
         forward = context.model.forward(batch, Edit(replace_rows, {"weights": candidate}), grad=True)
-        distance = tvd(forward.probs, target)
+        distance = _distance(context, forward, repeated)
         divergence = _masked_jsd(candidate, alpha, real)
         spread = _mean_pairwise_jsd(candidate.view(-1, count, candidate.shape[1]), real.view(-1, count, candidate.shape[1]))
-        loss = (-divergence + HINGE_WEIGHT * torch.relu(distance - HINGE_MARGIN)).sum() - spread.sum()
+        loss = (-divergence + HINGE_WEIGHT * torch.relu(distance - hinge)).sum() - spread.sum()
         loss.backward(inputs=[logits])
         optimizer.step()
         found = torch.where(distance <= options.epsilon, divergence, torch.zeros_like(divergence)).detach()
@@ -171,6 +185,17 @@ def _search_chunk(context: Context, instances: Tensor, noise: Tensor) -> Tensor:
                 break
             checkpoint = best.clone()
     return best
+
+
+def _distance(context: Context, forward: Forward, instances: Tensor) -> Tensor:
+    """How far each candidate's output is from its instance's, differentiably: TVD, or the relative margin change
+    |m' − m| / |m| of the predicted class (unclipped)."""
+    device = forward.logits.device
+    if context.options.scale == "probability":
+        return tvd(forward.probs, context.probs[instances.to(context.probs.device)].to(device))
+    classes = context.predicted[instances.to(context.predicted.device)].to(device)
+    original = margin(context.logits[instances.to(context.logits.device)].to(device), classes)
+    return (margin(forward.logits, classes) - original).abs() / original.abs()
 
 
 def _masked_jsd(p: Tensor, q: Tensor, real: Tensor) -> Tensor:
@@ -211,16 +236,16 @@ def max_jsd(context: Context) -> tuple[np.ndarray, np.ndarray]:
                 "is not (use adversarial_method='auto' or 'search')"
             )
         solvable = exact.nonzero().flatten()
-        gap = context.reference.gap
-        p1 = torch.sigmoid(gap) if gap is not None else context.probs[:, 1].double()
+        gap = binary_logit_gap(context.logits)  # None for more than two classes: then none is solvable
+        lo, hi = slab(gap if gap is not None else context.logits[:, 0], context.options.epsilon, context.options.scale)
         pairs_per_chunk = max(context.options.batch_size // context.real.shape[1], 1)  # (n, T, T) ≤ batch_size × T
         for part in solvable.split(pairs_per_chunk):
             values[part] = exact_max_jsd(
                 context.attention[part].double(),
                 context.real[part],
                 vertex[part],
-                p1[part],
-                context.options.epsilon,
+                lo[part],
+                hi[part],
             )
     todo = (defined & ~exact).nonzero().flatten()
     if len(todo):

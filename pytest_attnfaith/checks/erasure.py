@@ -1,9 +1,9 @@
 """``erasure``: is removing the top-attended token more harmful than removing another? (Serrano & Smith 2019)
 
-Per instance, TVD(p, p after zeroing the top attention weight and renormalising) minus the mean
-of the same TVD over every other real position (all of them, never a random one that could be
-the top). An instance is flagged when the difference is below ``erasure_margin``; fails when the
-flagged fraction exceeds ``erasure_threshold``.
+Per instance, the effect (``Context.effect``: relative margin change, or TVD on ``scale="probability"``)
+of zeroing the top attention weight and renormalising, minus the mean of the same effect over every other
+real position (all of them, never a random one that could be the top). An instance is flagged when the
+difference is below ``erasure_margin``; fails when the flagged fraction exceeds ``erasure_threshold``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from torch import Tensor
 
 from pytest_attnfaith.adapters import Batch, Edit
 from pytest_attnfaith.checks._common import Context, fraction_result
-from pytest_attnfaith.metrics import tvd
 from pytest_attnfaith.results import CheckResult
 
 MEANING = "erasing the most attended token harms the output no more than erasing any other token"
@@ -26,8 +25,8 @@ def _erase(rows: Tensor, real: Tensor, position: Tensor) -> Tensor:
     return kept / kept.sum(dim=-1, keepdim=True).clamp(min=torch.finfo(rows.dtype).tiny)
 
 
-def erasure_tvd(context: Context) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per instance: TVD of erasing the top position, mean TVD of erasing each other real position."""
+def erasure_effects(context: Context) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per instance: the effect of erasing the top position, the mean effect of erasing each other real position."""
     batch = context.batch
     rows, positions = batch.real.nonzero(as_tuple=True)
     informative = batch.real.sum(dim=1)[rows] >= 2
@@ -36,11 +35,11 @@ def erasure_tvd(context: Context) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     def make(part: slice) -> tuple[Batch, Edit | None]:
         return batch.select(rows[part]), Edit(_erase, {"position": positions[part]})
 
-    probs = context.run_rows(len(rows), make)
-    device = context.probs.device
+    logits = context.run_rows(len(rows), make)
+    device = context.logits.device
     rows_d, positions_d = rows.to(device), positions.to(device)
-    distance = torch.full(batch.real.shape, float("nan"), dtype=context.probs.dtype, device=device)
-    distance[rows_d, positions_d] = tvd(probs, context.probs[rows_d])
+    distance = torch.full(batch.real.shape, float("nan"), dtype=torch.float64, device=device)
+    distance[rows_d, positions_d] = context.effect(logits, rows_d)
     top = context.attention.argmax(dim=1)
     top_tvd = distance.gather(1, top.unsqueeze(1)).squeeze(1)
     others = distance.scatter(1, top.unsqueeze(1), float("nan"))
@@ -52,7 +51,7 @@ def erasure_tvd(context: Context) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def run(context: Context) -> CheckResult:
-    values, top, others = context.remember("erasure", lambda: erasure_tvd(context))
+    values, top, others = context.remember("erasure", lambda: erasure_effects(context))
     return fraction_result(
         context,
         "erasure",
@@ -61,5 +60,5 @@ def run(context: Context) -> CheckResult:
         ~np.isnan(values),
         context.options.erasure_threshold,
         MEANING,
-        {"top_tvd": top, "other_mean_tvd": others},
+        {"top_effect": top, "other_mean_effect": others},
     )

@@ -23,5 +23,4 @@ def run(context: Context) -> CheckResult:
         importance,
         context.options.gradient_threshold,
         MEANING.format(subject(context)),
-        zero_means="the output has no gradient path to the embeddings",
     )

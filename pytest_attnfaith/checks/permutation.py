@@ -1,7 +1,9 @@
 """``permutation``: does the output change when the attention is shuffled? (Jain & Wallace 2019, §4.2)
 
 Per instance, the median over P random permutations (among the real positions, all else fixed)
-of TVD(p, p_perm). An instance is flagged when its median TVD is below ``epsilon``; only
+of the effect on the output (``Context.effect``: on ``scale="margin"`` the relative margin change
+min(|m − m'|/|m|, 1); on ``"probability"`` TVD(p, p_perm)). An instance is flagged when its median is below
+``epsilon``; only
 instances whose attention is peaked (max α̂ ≥ ``peak``) are judged, since permuting a flat
 distribution cannot change anything (all instances are judged if none is peaked, as the report
 says). Fails when the flagged fraction exceeds ``permutation_threshold``. J&W Fig. 2–4 plot the
@@ -18,7 +20,6 @@ from torch import Tensor
 
 from pytest_attnfaith.adapters import Batch, Edit, Forward
 from pytest_attnfaith.checks._common import Context, fraction_result
-from pytest_attnfaith.metrics import tvd
 from pytest_attnfaith.results import CheckResult
 
 MEANING = "the output barely changes when the attention is shuffled: the heat map is decorative"
@@ -40,8 +41,8 @@ def _permute(rows: Tensor, real: Tensor, index: Tensor) -> Tensor:
     return rows.gather(-1, index.unsqueeze(1).expand_as(rows))
 
 
-def median_permutation_tvd(context: Context) -> np.ndarray:
-    """Median TVD(p, p_perm) over ``permutations`` shuffles per instance (NaN with < 2 real tokens)."""
+def median_permutation_effect(context: Context) -> np.ndarray:
+    """Median effect of ``permutations`` shuffles per instance (NaN with < 2 real tokens)."""
     count = context.options.permutations
     generator = context.generator("permutation")
     batch = context.batch
@@ -54,7 +55,7 @@ def median_permutation_tvd(context: Context) -> np.ndarray:
         return chunk, Edit(_permute, {"index": permutation_index(chunk.real, generator)})
 
     def distance(forward: Forward, part: slice) -> Tensor:
-        return tvd(forward.probs, context.probs[instances(part).to(context.probs.device)])
+        return context.effect(forward.logits, instances(part))
 
     distances = context.run_rows(batch.size * count, make, read=distance)
     medians = np.median(distances.view(batch.size, count).cpu().numpy(), axis=1)
@@ -79,7 +80,7 @@ def binned_medians(max_attention: np.ndarray, values: np.ndarray) -> list[dict[s
 
 def run(context: Context) -> CheckResult:
     options = context.options
-    values = context.remember("permutation", lambda: median_permutation_tvd(context))
+    values = context.remember("permutation", lambda: median_permutation_effect(context))
     defined = ~np.isnan(values)
     max_attention = context.attention.max(dim=1).values.cpu().numpy()
     peaked = defined & (max_attention >= options.peak)

@@ -1,10 +1,12 @@
 """``gradient_x_input``: gradient × input at the embeddings' output (Shrikumar et al. 2016; the importance of
 Jain & Wallace 2019, §4.1).
 
-Per real token t, g_t = |Σ_d e_td · ∂p_ŷ/∂e_td|, with p_ŷ the probability of the class predicted on the
-unedited input and the attention **detached**, as in J&W, so that the gradient flows only through the
-values. A model whose output has no gradient path to the embeddings gets g = 0 (Kendall τ against a
-constant is undefined), never an error.
+Per real token t, g_t = |Σ_d e_td · ∂s_ŷ/∂e_td|, with s_ŷ the output score of the class predicted on the
+unedited input — on ``scale="margin"`` its margin z_ŷ − z_r (r the runner-up on x), on ``"probability"`` its
+probability p_ŷ (J&W) — and the attention **detached**, as in J&W, so that the gradient flows only through the
+values. On ``margin``, an importance within the resolution (``Context.tolerance``: a change of the logits the
+model's dtype cannot show) is exactly 0; ``probability`` keeps 0.2's values. A model whose output has no gradient
+path to the embeddings gets g = 0 (Kendall τ against a constant is undefined), never an error.
 """
 
 from __future__ import annotations
@@ -13,11 +15,12 @@ import torch
 from torch import Tensor
 
 from pytest_attnfaith.adapters.chunks import collect_chunks
+from pytest_attnfaith.metrics import score_gradient
 from pytest_attnfaith.session import Context
 
 
 def attribute(context: Context) -> Tensor:
-    """g (B, T), float64: |gradient × input| of p_ŷ, 0 off the real positions (computed once per audit)."""
+    """g (B, T), float64: |gradient × input| of s_ŷ, 0 off the real positions (computed once per audit)."""
     return context.remember("gradient_x_input", lambda: _importance(context))
 
 
@@ -26,12 +29,12 @@ def _importance(context: Context) -> Tensor:
         forward = context.model.forward(context.batch.select(part), grad=True, detach_attention=True, capture_embeddings=True)
         embeddings = forward.embeddings
         assert embeddings is not None
-        chosen = forward.probs.gather(1, context.predicted[part].unsqueeze(1).to(forward.probs.device)).sum()
-        grad = torch.autograd.grad(chosen, embeddings, allow_unused=True)[0] if chosen.requires_grad else None
-        if grad is None:  # no gradient path from the output to the embeddings
-            return torch.zeros(embeddings.shape[:2], dtype=torch.float64, device=embeddings.device)
+        grad = score_gradient(forward.logits, context.predicted[part], context.rivals[part], context.options.scale, embeddings)
         return (grad.double() * embeddings.detach().double()).sum(dim=-1).abs()
 
     out = collect_chunks(context.batch.size, context.backward_rows, importance)
     assert out is not None
-    return torch.where(context.real, out.to(context.probs.device), 0.0)
+    out = out.to(context.logits.device)
+    if context.options.scale == "margin":
+        out = torch.where(out > context.tolerance.unsqueeze(1), out, 0.0)
+    return torch.where(context.real, out, 0.0)

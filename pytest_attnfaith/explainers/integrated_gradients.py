@@ -1,13 +1,14 @@
 """``integrated_gradients``: Sundararajan et al. (2017) at the embeddings' output.
 
-Per real token t, IG_t = Σ_d (e_td − b_td) · ∫₀¹ ∂p_ŷ/∂e_td (b + α(e − b)) dα, with e the embeddings'
-output on x, b the baseline, p_ŷ the float64 probability of the class predicted on x and the
+Per real token t, IG_t = Σ_d (e_td − b_td) · ∫₀¹ ∂s_ŷ/∂e_td (b + α(e − b)) dα, with e the embeddings'
+output on x, b the baseline, s_ŷ the float64 output score of the class predicted on x (``scale="margin"``:
+z_ŷ − z_r, r the runner-up on x; ``"probability"``: p_ŷ) and the
 attention **not** detached (the gradient flows through every path). The integral is a quadrature
 with ``ig_steps`` nodes (``ig_method``: Captum's ``"gausslegendre"``, ``"riemann_trapezoid"``,
 ``"riemann_left"``, ``"riemann_right"``, ``"riemann_middle"``). ``ig_baseline``: ``"zeros"`` (a zero
 embedding at every real position) or ``"mask"`` (the embedding of the mask, else pad, token there);
 other positions keep theirs, so their attribution is 0. Equal to Captum's ``LayerIntegratedGradients``
-on the embeddings layer (tests). Signed: Σ_t IG_t ≈ p_ŷ(x) − p_ŷ(baseline) (completeness).
+on the embeddings layer (tests). Signed: Σ_t IG_t ≈ s_ŷ(x) − s_ŷ(baseline) (completeness).
 
 Every (instance, step) is one row; rows run ``backward_rows`` per pass (one backward pass each).
 """
@@ -19,6 +20,7 @@ import torch
 from torch import Tensor
 
 from pytest_attnfaith.adapters.inputs import Batch
+from pytest_attnfaith.metrics import score_gradient
 from pytest_attnfaith.session import Context
 
 
@@ -41,7 +43,7 @@ def attribute(context: Context) -> Tensor:
     batch, steps = context.batch, context.options.ig_steps
     nodes, weights = (torch.from_numpy(values) for values in quadrature(context.options.ig_method, steps))
     baselines = _MaskBaselines(context) if context.options.ig_baseline == "mask" else None
-    scores = torch.zeros(batch.size, batch.length, dtype=torch.float64, device=context.probs.device)
+    scores = torch.zeros(batch.size, batch.length, dtype=torch.float64, device=context.logits.device)
     total, size = batch.size * steps, context.backward_rows
     for start in range(0, total, size):
         rows = torch.arange(start, min(start + size, total))
@@ -52,7 +54,7 @@ def attribute(context: Context) -> Tensor:
 
 
 def _weighted_gradients(context: Context, instances: Tensor, alphas: Tensor, baselines: _MaskBaselines | None) -> Tensor:
-    """Per row, Σ_d (e − b)_td · ∂p_ŷ/∂e_td at b + α(e − b) (n, T), float64."""
+    """Per row, Σ_d (e − b)_td · ∂s_ŷ/∂e_td at b + α(e − b) (n, T), float64."""
     batch = context.batch.select(instances.to(context.batch.input_ids.device))
     masked = baselines.of(instances) if baselines is not None else None  # before the pass: it runs one of its own
     delta: dict[str, Tensor] = {}
@@ -65,11 +67,9 @@ def _weighted_gradients(context: Context, instances: Tensor, alphas: Tensor, bas
     forward = context.model.forward(batch, grad=True, capture_embeddings=True, embeddings=interpolate)
     embeddings = forward.embeddings
     assert embeddings is not None
-    chosen = forward.probs.gather(1, context.predicted[instances].unsqueeze(1).to(forward.probs.device)).sum()
-    grad = torch.autograd.grad(chosen, embeddings, allow_unused=True)[0] if chosen.requires_grad else None
-    if grad is None:  # no gradient path from the output to the embeddings
-        return torch.zeros(len(instances), batch.length, dtype=torch.float64, device=context.probs.device)
-    return (grad.double() * delta["value"].double()).sum(dim=-1).to(context.probs.device)
+    scale = context.options.scale
+    grad = score_gradient(forward.logits, context.predicted[instances], context.rivals[instances], scale, embeddings)
+    return (grad.double() * delta["value"].double()).sum(dim=-1).to(context.logits.device)
 
 
 class _MaskBaselines:

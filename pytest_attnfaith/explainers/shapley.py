@@ -1,15 +1,16 @@
 """``shapley``: Shapley values of the tokens, sampled (Štrumbelj & Kononenko 2010; Captum's ``ShapleyValueSampling``).
 
-The players are the real tokens, the value of a coalition S is p_ŷ(x_S) — the float64 probability of
-the class predicted on x, with every real token outside S removed as the ``removal`` option removes
+The players are the real tokens, the value of a coalition S is s_ŷ(x_S) — the score of the class
+predicted on x (``Context.score``: its margin m_ŷ on ``scale="margin"``, its probability p_ŷ on
+``"probability"``), in float64, with every real token outside S removed as the ``removal`` option removes
 tokens (``"delete"``: deleted, the row shortened; ``"mask"``: replaced by the mask, else pad, token;
 special tokens are never removed). Where deleting every real token leaves nothing to run (no special token:
-a wrapped model's rows), v(∅) is 1/C, the probability of the uniform output that carries no evidence; each
+a wrapped model's rows), v(∅) is the score of the uniform output that carries no evidence (1/C, a margin of 0); each
 token is first in 1/n of the permutations, so v(∅) shifts every exact Shapley value by the same amount and
 leaves their ranking, all the checks read, unchanged. φ_t is the mean over permutations π of the real tokens of
 v(tokens before t in π, and t) − v(tokens before t in π): ``shapley_samples`` permutations drawn at
 random (seeded from the audit seed), or all n! of them when n! ≤ ``shapley_samples`` — the exact
-Shapley value, equal to Captum's ``ShapleyValues`` (tests). Σ_t φ_t = p_ŷ(x) − p_ŷ(no real token).
+Shapley value, equal to Captum's ``ShapleyValues`` (tests). Σ_t φ_t = s_ŷ(x) − s_ŷ(no real token).
 
 Batched: every prefix of every permutation of a chunk of instances is one row through
 ``Context.run_removed``; v(x) is the audit's reference pass and v(∅) one row per instance.
@@ -36,7 +37,7 @@ def attribute(context: Context) -> Tensor:
     if context.options.removal == "mask":
         context.removal_token("removal")  # raises, naming the option, before any row runs
     samples, batch = context.options.shapley_samples, context.batch
-    scores = torch.zeros(batch.size, batch.length, dtype=torch.float64, device=context.probs.device)
+    scores = torch.zeros(batch.size, batch.length, dtype=torch.float64, device=context.logits.device)
     keys = torch.rand(batch.size, samples, batch.length, generator=context.generator("shapley"))  # the same draws at any chunking
     informative = (context.real_count >= 2).nonzero().squeeze(1)
     chunk = max(1, ROWS_PER_CHUNK * context.options.batch_size // samples)
@@ -55,13 +56,13 @@ def _values(context: Context, instances: Tensor, keys: Tensor) -> Tensor:
     rows = weight.gt(0).unsqueeze(-1) & (prefix >= 1) & (prefix < count.view(-1, 1, 1))
     b, p, j = rows.nonzero(as_tuple=True)
     removed = real[b] & (ranks[b, p] >= j.unsqueeze(1))
-    predicted = context.predicted[instances]
     how = context.options.removal
     value = torch.zeros(len(instances), ranks.shape[1], length + 1, dtype=torch.float64, device=real.device)
-    value[b, p, j] = context.run_removed(instances[b], removed, how, "removal", predicted[b])
-    empty = context.run_removed(instances, real, how, "removal", predicted)  # NaN: nothing left to run
-    value[:, :, 0] = empty.nan_to_num(nan=1.0 / context.probs.shape[1]).unsqueeze(1)
-    full = context.probs[instances].gather(1, predicted.unsqueeze(1))
+    value[b, p, j] = context.run_removed(instances[b], removed, how, "removal", scored=True)
+    empty = context.run_removed(instances, real, how, "removal", scored=True)  # NaN: nothing left to run
+    uniform = context.score(torch.zeros_like(context.logits[instances]), instances)  # the output of all-equal logits
+    value[:, :, 0] = torch.where(empty.isnan(), uniform, empty).unsqueeze(1)
+    full = context.score(context.logits[instances], instances).unsqueeze(1)
     value.scatter_(2, count.view(-1, 1, 1).expand(-1, ranks.shape[1], 1), full.unsqueeze(-1).expand(-1, ranks.shape[1], 1))
     at = ranks.clamp(max=length - 1)
     marginal = value.gather(2, at + 1) - value.gather(2, at)

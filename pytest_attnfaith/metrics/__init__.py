@@ -14,6 +14,21 @@ from pytest_attnfaith.metrics.distances import (
     restrict,
     tvd,
 )
+from pytest_attnfaith.metrics.margins import (
+    RESOLUTION_ULPS,
+    SCALES,
+    as_columns,
+    class_score,
+    default_resolution,
+    flipped,
+    margin,
+    output_change,
+    relative_change,
+    runner_up,
+    same_output,
+    score_gradient,
+    tolerance,
+)
 from pytest_attnfaith.metrics.ranking import kendall_tau
 from pytest_attnfaith.metrics.statistics import (
     Estimate,
@@ -26,20 +41,33 @@ from pytest_attnfaith.metrics.statistics import (
 )
 
 __all__ = [
+    "RESOLUTION_ULPS",
+    "SCALES",
     "Estimate",
+    "as_columns",
     "binary_logit_gap",
+    "class_score",
     "decide",
+    "default_resolution",
     "distribution_tolerance",
+    "flipped",
     "fraction_interval",
     "instances_needed",
     "jsd",
     "kendall_tau",
     "kl",
     "logits_of",
+    "margin",
     "mean_interval",
     "mean_intervals",
     "nan_summary",
+    "output_change",
     "output_distribution",
+    "relative_change",
     "restrict",
+    "runner_up",
+    "same_output",
+    "score_gradient",
+    "tolerance",
     "tvd",
 ]

@@ -30,26 +30,27 @@ def logits_of(output: Any) -> Tensor:
 
 
 def output_distribution(logits: Tensor) -> Tensor:
-    """p in float64: softmax over C logits (B, C); for one binary logit z (B,) or (B, 1), p = [σ(z), 1 − σ(z)]."""
+    """p in float64: softmax over C logits (B, C); for one binary logit z (B,) or (B, 1), p = [1 − σ(z), σ(z)]
+    (class 1 is σ(z), as ``BCEWithLogitsLoss`` trains it)."""
     logits = logits.double()
     if logits.dim() == 2 and logits.shape[1] == 1:
         logits = logits[:, 0]
     if logits.dim() == 1:
         positive = torch.sigmoid(logits)
-        return torch.stack([positive, 1.0 - positive], dim=1)
+        return torch.stack([1.0 - positive, positive], dim=1)
     if logits.dim() == 2:
         return torch.softmax(logits, dim=1)
     raise ValueError(f"logits of shape {tuple(logits.shape)}; expected (B, C), (B,) or (B, 1)")
 
 
 def binary_logit_gap(logits: Tensor) -> Tensor | None:
-    """d = log p₁ − log p₀ in float64 for a two-class output (−z for one logit z, as p = [σ(z), 1 − σ(z)]);
+    """d = log p₁ − log p₀ in float64 for a two-class output (z for one logit z, as p = [1 − σ(z), σ(z)]);
     None for more classes. Exact where p itself rounds to 0 or 1."""
     logits = logits.double()
     if logits.dim() == 2 and logits.shape[1] == 1:
         logits = logits[:, 0]
     if logits.dim() == 1:
-        return -logits
+        return logits
     if logits.dim() == 2 and logits.shape[1] == 2:
         return logits[:, 1] - logits[:, 0]
     return None

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.stats
 
+from pytest_attnfaith.results import Verdict
+
 MEAN_METHOD = "BCa"
 PROPORTION_METHOD = "exact"  # Clopper–Pearson: at least nominal coverage; Wilson's fell to 0.86 on a rare event
 RESAMPLES = 9999
@@ -153,7 +155,7 @@ def fraction_interval(flagged: int, count: int, confidence: float) -> Estimate:
     return Estimate("fraction", flagged / count, low, high, confidence, method, count)
 
 
-def decide(estimate: Estimate, threshold: float, higher_is_better: bool) -> str:
+def decide(estimate: Estimate, threshold: float, higher_is_better: bool) -> Verdict:
     """``passed`` / ``failed`` when the whole interval lies on one side of ``threshold``, else ``inconclusive``.
 
     The passing side includes the threshold itself (``statistic >= threshold`` or ``<= threshold``)."""

@@ -296,7 +296,7 @@ def _check_table(report: dict[str, Any], state: str) -> str:
     for check in report["checks"].values():
         relation = "≥" if check["higher_is_better"] else "≤"
         interval = f"{format_interval(check['interval'])} ({check['confidence']:.0%}, {check['interval_method']})"
-        count = flag_count(check["instances"], check["flagged"], check.get("undefined", 0))
+        count = flag_count(check["instances"], check["flagged"], check.get("undefined", 0), check.get("details"))
         text = {"passed": "passed", "failed": "FAILED"}.get(check["verdict"], "inconclusive")
         failed = check["verdict"] == "failed"
         why = check["meaning"] if failed else check.get("reason", "")

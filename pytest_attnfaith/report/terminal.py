@@ -198,7 +198,7 @@ def _row(check: dict[str, Any]) -> tuple[str, ...]:
         format_interval(check["interval"]),
         f"{relation} {fixed(check['threshold'])}",
         state,
-        flag_count(check["instances"], check["flagged"], check.get("undefined", 0)),
+        flag_count(check["instances"], check["flagged"], check.get("undefined", 0), check.get("details")),
     )
 
 

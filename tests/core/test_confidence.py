@@ -50,7 +50,13 @@ def test_instances_needed_is_none_on_the_threshold_and_grows_near_it() -> None:
 def population(trained_bilstms) -> af.Report:
     """The vanilla BiLSTM on 1,000 sentences: about half of them flagged by uniform (docs/thresholds.md)."""
     model = af.wrap(trained_bilstms["vanilla"], attention="attn", embeddings="embed")
-    return af.audit(model, sentiment_task(1000, seed=5, length=16).inputs(), checks=["uniform", "gradient"], batch_size=512)
+    return af.audit(
+        model,
+        sentiment_task(1000, seed=5, length=16).inputs(),
+        checks=["uniform", "gradient"],
+        batch_size=512,
+        scale="probability",
+    )
 
 
 def test_samples_of_64_cover_the_population_and_are_inconclusive_at_its_threshold(population) -> None:
@@ -74,7 +80,9 @@ def test_the_audit_sample_gets_the_intervals_its_values_give(population, trained
     inputs = sentiment_task(1000, seed=5, length=16).inputs()
     index = torch.arange(0, 1000, 16)
     report = af.audit(
-        af.wrap(trained_bilstms["vanilla"], attention="attn", embeddings="embed"), {k: v[index] for k, v in inputs.items()}
+        af.wrap(trained_bilstms["vanilla"], attention="attn", embeddings="embed"),
+        {k: v[index] for k, v in inputs.items()},
+        scale="probability",  # the population's values are TVDs
     )
     uniform = report.checks["uniform"]
     expected = fraction_interval(int(population.checks["uniform"].flagged[index.numpy()].sum()), len(index), 0.95)

@@ -1,7 +1,8 @@
 """Per-instance values agree with straightforward, independent implementations of DESIGN.md's definitions.
 
 The reference code below loops over instances and tokens and calls the model directly (no adapter),
-reading and replacing attention with its own forward hooks.
+reading and replacing attention with its own forward hooks. J&W's definitions (TVD, JSD, gradient of p_ŷ) are
+``scale="probability"``; the margin definitions (``scale="margin"``, the default) have their own reference.
 """
 
 from __future__ import annotations
@@ -27,21 +28,26 @@ def probs_of(logits: torch.Tensor) -> torch.Tensor:
     logits = logits.reshape(logits.shape[0], -1).double()
     if logits.shape[1] == 1:
         s = torch.sigmoid(logits[:, 0])
-        return torch.stack([s, 1 - s], 1)
+        return torch.stack([1 - s, s], 1)  # class 1 is σ(z), as BCEWithLogitsLoss
     return torch.softmax(logits, 1)
 
 
-def run_with(net: nn.Module, ids: torch.Tensor, mask: torch.Tensor, attention: torch.Tensor | None = None) -> torch.Tensor:
-    """Output distribution of one instance, optionally with the attention module's output replaced."""
+def raw_output(net: nn.Module, ids: torch.Tensor, mask: torch.Tensor, attention: torch.Tensor | None = None) -> torch.Tensor:
+    """The logits of one instance (1, ...), optionally with the attention module's output replaced."""
     handle = None
     if attention is not None:
         handle = net.attn.register_forward_hook(lambda m, a, out: attention.view_as(out).to(out.dtype))
     try:
         with torch.no_grad():
-            return probs_of(net(ids[None], mask[None]))[0]
+            return net(ids[None], mask[None])
     finally:
         if handle is not None:
             handle.remove()
+
+
+def run_with(net: nn.Module, ids: torch.Tensor, mask: torch.Tensor, attention: torch.Tensor | None = None) -> torch.Tensor:
+    """Output distribution of one instance, optionally with the attention module's output replaced."""
+    return probs_of(raw_output(net, ids, mask, attention))[0]
 
 
 def read_attention(net: nn.Module, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -103,7 +109,12 @@ def small_inputs(bilstm_inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tens
 def test_gradient_loo_and_uniform_match_a_token_by_token_reference_to_1e6_in_float64(trained, small_inputs) -> None:
     """The definitions, exactly: a float64 copy of the model leaves no rounding for the batching to move."""
     model = copy.deepcopy(trained).double()
-    report = af.audit(af.wrap(model, attention="attn", embeddings="embed"), small_inputs, checks=["gradient", "loo", "uniform"])
+    report = af.audit(
+        af.wrap(model, attention="attn", embeddings="embed"),
+        small_inputs,
+        checks=["gradient", "loo", "uniform"],
+        scale="probability",
+    )
     expected = reference_values(model, small_inputs)
     for name in ("gradient", "loo", "uniform"):
         assert np.allclose(report.checks[name].per_instance, expected[name], atol=1e-6, equal_nan=True), name
@@ -114,7 +125,12 @@ def test_a_float32_model_matches_the_reference_where_its_own_rounding_does_not_d
     did: up to 0.13 of τ on SST). What remains is the model's own float32 arithmetic, which a batch of another
     size rounds differently: leave-one-out importances closer than a few ulps of the logits (here gaps < 1e-8,
     on saturated instances) can swap, so those instances are left out of the leave-one-out comparison."""
-    report = af.audit(af.wrap(trained, attention="attn", embeddings="embed"), small_inputs, checks=["gradient", "loo", "uniform"])
+    report = af.audit(
+        af.wrap(trained, attention="attn", embeddings="embed"),
+        small_inputs,
+        checks=["gradient", "loo", "uniform"],
+        scale="probability",
+    )
     expected = reference_values(trained, small_inputs)
     for name in ("gradient", "uniform"):
         assert np.allclose(report.checks[name].per_instance, expected[name], atol=1e-4, equal_nan=True), name
@@ -125,7 +141,7 @@ def test_a_float32_model_matches_the_reference_where_its_own_rounding_does_not_d
 
 def test_permutation_median_matches_independent_sampling_within_noise(trained: BiLSTMClassifier, small_inputs) -> None:
     model = af.wrap(trained, attention="attn", embeddings="embed")
-    report = af.audit(model, small_inputs, checks=["permutation"], **CHECK_OPTIONS)
+    report = af.audit(model, small_inputs, checks=["permutation"], **CHECK_OPTIONS, scale="probability")
     generator = torch.Generator().manual_seed(11)
     for row in range(6):
         n = int(small_inputs["attention_mask"][row].sum())
@@ -147,7 +163,9 @@ def erasure_tvd(net: nn.Module, ids, mask, alpha: torch.Tensor, p: torch.Tensor,
 
 
 def test_erasure_is_top_removal_minus_mean_of_every_other_removal(trained: BiLSTMClassifier, small_inputs) -> None:
-    report = af.audit(af.wrap(trained, attention="attn", embeddings="embed"), small_inputs, checks=["erasure"])
+    report = af.audit(
+        af.wrap(trained, attention="attn", embeddings="embed"), small_inputs, checks=["erasure"], scale="probability"
+    )
     for row in range(5):
         n = int(small_inputs["attention_mask"][row].sum())
         ids, mask = small_inputs["input_ids"][row, :n], small_inputs["attention_mask"][row, :n]
@@ -179,7 +197,7 @@ def brute_force_max_jsd(net: BiLSTMClassifier, ids, mask, epsilon: float, grid: 
 
 def test_exact_adversarial_optimum_bounds_and_nearly_reaches_a_brute_force_grid(trained: BiLSTMClassifier, small_inputs) -> None:
     inputs = {key: value[:3] for key, value in small_inputs.items()}
-    report = af.audit(af.wrap(trained, attention="attn", embeddings="embed"), inputs, checks=["adversarial"])
+    report = af.audit(af.wrap(trained, attention="attn", embeddings="embed"), inputs, checks=["adversarial"], scale="probability")
     assert report.checks["adversarial"].details["method"] == ["exact"] * 3
     for row in range(3):
         n = int(inputs["attention_mask"][row].sum())
@@ -194,8 +212,85 @@ def test_exact_adversarial_optimum_bounds_and_nearly_reaches_a_brute_force_grid(
 def test_search_never_exceeds_the_exact_optimum(trained: BiLSTMClassifier, small_inputs) -> None:
     inputs = {key: value[:8] for key, value in small_inputs.items()}
     model = af.wrap(trained, attention="attn", embeddings="embed")
-    exact = af.audit(model, inputs, checks=["adversarial"]).checks["adversarial"].per_instance
-    searched = af.audit(model, inputs, checks=["adversarial"], adversarial_method="search", adversarial_steps=150)
+    exact = af.audit(model, inputs, checks=["adversarial"], scale="probability").checks["adversarial"].per_instance
+    searched = af.audit(
+        model, inputs, checks=["adversarial"], adversarial_method="search", adversarial_steps=150, scale="probability"
+    )
     assert set(searched.checks["adversarial"].details["method"]) == {"search"}
     assert np.all(searched.checks["adversarial"].per_instance <= exact + 1e-4)
     assert np.median(searched.checks["adversarial"].per_instance / exact) > 0.5
+
+
+def margin_of(logit: torch.Tensor, label: int) -> torch.Tensor:
+    """The decision margin of one binary logit z toward ``label``: z for class 1, −z for class 0."""
+    return logit if label == 1 else -logit
+
+
+def run_logit(net: nn.Module, ids: torch.Tensor, mask: torch.Tensor, attention: torch.Tensor | None = None) -> float:
+    return float(raw_output(net, ids, mask, attention).reshape(-1)[0])
+
+
+def margin_reference(net: nn.Module, inputs: dict[str, torch.Tensor]) -> dict[str, list[float]]:
+    """Per instance, on the decision margin m of the class predicted on x: τ(α, |gradient × input of m|),
+    τ(α, |m − m(x₋t)|) and min(|m − m_uniform| / |m|, 1), one instance and one token at a time."""
+    values: dict[str, list[float]] = {"gradient": [], "loo": [], "uniform": []}
+    for ids, mask in zip(inputs["input_ids"], inputs["attention_mask"], strict=True):
+        n = int(mask.sum())
+        ids, mask = ids[:n], mask[:n]
+        alpha = read_attention(net, ids, mask)
+        z = run_logit(net, ids, mask)
+        label = int(z > 0)
+        m = margin_of(z, label)
+        store = {}
+
+        def leaf(module, args, out, store=store):
+            store["e"] = out.detach().requires_grad_(True)
+            return store["e"]
+
+        handles = [net.embed.register_forward_hook(leaf), net.attn.register_forward_hook(lambda mod, a, out: out.detach())]
+        try:
+            (grad,) = torch.autograd.grad(margin_of(net(ids[None], mask[None]).reshape(-1)[0], label), store["e"])
+        finally:
+            for handle in handles:
+                handle.remove()
+        g = (grad[0].double() * store["e"][0].double()).sum(-1).abs().detach()
+        values["gradient"].append(scipy.stats.kendalltau(alpha.numpy(), g.numpy()).statistic)
+        loo = [abs(m - margin_of(run_logit(net, torch.cat([ids[:t], ids[t + 1 :]]), mask[1:]), label)) for t in range(n)]
+        values["loo"].append(scipy.stats.kendalltau(alpha.numpy(), np.array(loo)).statistic)
+        uniform = margin_of(run_logit(net, ids, mask, torch.full((n,), 1.0 / n)), label)
+        values["uniform"].append(min(abs(m - uniform) / abs(m), 1.0))
+    return values
+
+
+def test_margin_definitions_match_a_token_by_token_reference_to_1e6_in_float64(trained, small_inputs) -> None:
+    model = copy.deepcopy(trained).double()
+    report = af.audit(af.wrap(model, attention="attn", embeddings="embed"), small_inputs, checks=["gradient", "loo", "uniform"])
+    assert report.model["scale"] == "margin"
+    expected = margin_reference(model, small_inputs)
+    for name in ("gradient", "loo", "uniform"):
+        assert np.allclose(report.checks[name].per_instance, expected[name], atol=1e-6, equal_nan=True), name
+
+
+def test_exact_adversarial_optimum_on_the_margin_bounds_a_brute_force_grid(trained: BiLSTMClassifier, small_inputs) -> None:
+    """On ``scale="margin"`` the candidates keep |m' − m| ≤ ε|m|: the exact optimum is at least the grid's best."""
+    inputs = {key: value[:3] for key, value in small_inputs.items()}
+    epsilon = 0.25
+    report = af.audit(af.wrap(trained, attention="attn", embeddings="embed"), inputs, checks=["adversarial"], epsilon=epsilon)
+    assert report.checks["adversarial"].details["method"] == ["exact"] * 3
+    for row in range(3):
+        n = int(inputs["attention_mask"][row].sum())
+        ids, mask = inputs["input_ids"][row, :n], inputs["attention_mask"][row, :n]
+        alpha = read_attention(trained, ids, mask).double()
+        z = run_logit(trained, ids, mask)
+        best = 0.0
+        for i, j in itertools.combinations(range(n), 2):
+            for w in torch.linspace(0, 1, 41):
+                candidate = torch.zeros(n)
+                candidate[i], candidate[j] = w, 1 - w
+                if abs(run_logit(trained, ids, mask, candidate) - z) <= epsilon * abs(z):
+                    mix = 0.5 * (candidate.double() + alpha)
+                    kl = lambda a, b: float((torch.xlogy(a, a) - torch.xlogy(a, b)).sum())  # noqa: E731
+                    best = max(best, 0.5 * kl(candidate.double(), mix) + 0.5 * kl(alpha, mix))
+        exact = report.checks["adversarial"].per_instance[row]
+        assert best <= exact + 1e-4
+        assert exact - best < 0.05

@@ -19,8 +19,10 @@ FAST = {"permutations": 30}
 @pytest.mark.parametrize("kind", ["faithful", "unused", "misleading"])
 def test_half_precision_zoo_models_get_the_float32_verdicts(kind: str, dtype: torch.dtype, inputs) -> None:
     net = ZooModel(kind)
-    full = af.audit(af.wrap(net, attention="attn", embeddings="embed"), inputs, **FAST)
-    half = af.audit(af.wrap(copy.deepcopy(net).to(dtype), attention="attn", embeddings="embed"), inputs, **FAST)
+    full = af.audit(af.wrap(net, attention="attn", embeddings="embed"), inputs, **FAST, scale="probability")
+    half = af.audit(
+        af.wrap(copy.deepcopy(net).to(dtype), attention="attn", embeddings="embed"), inputs, **FAST, scale="probability"
+    )
     assert half.verdicts == full.verdicts
     assert {name: r.verdict for name, r in half.checks.items()} == {name: r.verdict for name, r in full.checks.items()}
     assert half.checks["adversarial"].details["exact"] == full.checks["adversarial"].details["exact"]
@@ -29,8 +31,10 @@ def test_half_precision_zoo_models_get_the_float32_verdicts(kind: str, dtype: to
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_a_trained_bilstm_in_half_precision_gets_the_float32_answers(dtype: torch.dtype, trained_bilstms, bilstm_inputs) -> None:
     net = trained_bilstms["diverse"]
-    full = af.audit(af.wrap(net, attention="attn", embeddings="embed"), bilstm_inputs, **FAST)
-    half = af.audit(af.wrap(copy.deepcopy(net).to(dtype), attention="attn", embeddings="embed"), bilstm_inputs, **FAST)
+    full = af.audit(af.wrap(net, attention="attn", embeddings="embed"), bilstm_inputs, **FAST, scale="probability")
+    half = af.audit(
+        af.wrap(copy.deepcopy(net).to(dtype), attention="attn", embeddings="embed"), bilstm_inputs, **FAST, scale="probability"
+    )
     assert half.verdicts == full.verdicts == {"used": "yes", "agrees": "yes", "unique": "no"}
     assert next(net.parameters()).dtype == torch.float32  # the audited copy, not the model, changed dtype
 

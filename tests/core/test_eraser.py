@@ -96,7 +96,7 @@ def test_per_instance_values_equal_a_plain_loop_to_1e6_with_special_tokens_and_p
     inputs = with_special_tokens(sentiment_task(20, seed=3).inputs())
     explainer, scores = tied_scores(inputs)
     model = af.wrap(net, attention="attn", embeddings="embed")
-    report = af.audit_explanation(model, inputs, explainer, removal=removal, mask_token_id=MASK_ID)
+    report = af.audit_explanation(model, inputs, explainer, removal=removal, mask_token_id=MASK_ID, scale="probability")
     expected = eraser_reference(net, inputs, scores, removal)
     for name in ("comprehensiveness", "sufficiency"):
         got = report.checks[name].per_instance
@@ -107,7 +107,7 @@ def test_per_instance_values_equal_a_plain_loop_to_1e6_with_special_tokens_and_p
 def test_a_float32_model_matches_the_loop_to_1e4_on_the_attention_it_reads() -> None:
     net = ZooModel("faithful")
     inputs = sentiment_task(24, seed=4).inputs()
-    report = af.audit_explanation(wrapped("faithful"), inputs, "attention")
+    report = af.audit_explanation(wrapped("faithful"), inputs, "attention", scale="probability")
     attention = np.zeros(inputs["input_ids"].shape)
     for row, values in enumerate(report.instances["attention"]):
         attention[row, : len(values)] = values

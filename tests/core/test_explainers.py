@@ -42,7 +42,13 @@ def bilstm(trained_bilstms) -> torch.nn.Module:
 def test_integrated_gradients_equal_captums_layer_integrated_gradients(bilstm, bilstm_inputs, method) -> None:
     """Zero baseline: the BiLSTM's padding row (id 0) is the zero embedding, so Captum's baseline ids are 0."""
     inputs = {key: value[:20] for key, value in bilstm_inputs.items()}
-    ours = af.explain(af.wrap(bilstm, attention="attn", embeddings="embed"), inputs, "integrated_gradients", ig_method=method)
+    ours = af.explain(
+        af.wrap(bilstm, attention="attn", embeddings="embed"),
+        inputs,
+        "integrated_gradients",
+        ig_method=method,
+        scale="probability",
+    )
     assert bilstm.embed.weight[0].abs().max() == 0
     assert np.abs(ours - captum_integrated_gradients(bilstm, inputs, 0, 50, method)).max() < 1e-5
 
@@ -50,7 +56,9 @@ def test_integrated_gradients_equal_captums_layer_integrated_gradients(bilstm, b
 def test_integrated_gradients_with_the_mask_baseline_equal_captums(bilstm, bilstm_inputs) -> None:
     inputs = {key: value[:12] for key, value in bilstm_inputs.items()}
     model = af.wrap(bilstm, attention="attn", embeddings="embed")
-    ours = af.explain(model, inputs, "integrated_gradients", ig_baseline="mask", mask_token_id=7, ig_steps=24, batch_size=8)
+    ours = af.explain(
+        model, inputs, "integrated_gradients", ig_baseline="mask", mask_token_id=7, ig_steps=24, batch_size=8, scale="probability"
+    )
     assert np.abs(ours - captum_integrated_gradients(bilstm, inputs, 7, 24)).max() < 1e-5
 
 
@@ -72,7 +80,9 @@ def test_integrated_gradients_are_complete_and_zero_off_the_real_positions(bilst
     """Σ_t IG_t = p_ŷ(x) − p_ŷ(baseline) up to the quadrature's error (Sundararajan et al.'s completeness)."""
     net = copy.deepcopy(bilstm).double()
     inputs = {key: value[:10] for key, value in bilstm_inputs.items()}
-    scores = af.explain(af.wrap(net, attention="attn", embeddings="embed"), inputs, "integrated_gradients", ig_steps=64)
+    scores = af.explain(
+        af.wrap(net, attention="attn", embeddings="embed"), inputs, "integrated_gradients", ig_steps=64, scale="probability"
+    )
     label = predicted(net, inputs)
     with torch.no_grad():
         full = probabilities(net)(inputs["input_ids"], inputs["attention_mask"]).gather(1, label[:, None])[:, 0]
@@ -86,7 +96,7 @@ def test_exact_shapley_values_equal_captums_shapley_values(bilstm) -> None:
     token, the mask token as the baseline."""
     inputs = sentiment_task(6, seed=3, length=4, min_length=4).inputs()
     model = af.wrap(bilstm, attention="attn", embeddings="embed")
-    ours = af.explain(model, inputs, "shapley", removal="mask", mask_token_id=7, shapley_samples=24)
+    ours = af.explain(model, inputs, "shapley", removal="mask", mask_token_id=7, shapley_samples=24, scale="probability")
     theirs = captum_attr.ShapleyValues(probabilities(bilstm)).attribute(
         inputs["input_ids"],
         baselines=7,
@@ -110,7 +120,9 @@ def test_exact_shapley_values_with_deletion_equal_the_definition_over_every_coal
     inputs = sentiment_task(5, seed=8, length=5, min_length=4).inputs()
     inputs["special_tokens_mask"] = torch.zeros_like(inputs["input_ids"])
     inputs["special_tokens_mask"][:, 0] = 1
-    scores = af.explain(af.wrap(net, attention="attn", embeddings="embed"), inputs, "shapley", shapley_samples=24)
+    scores = af.explain(
+        af.wrap(net, attention="attn", embeddings="embed"), inputs, "shapley", shapley_samples=24, scale="probability"
+    )
     labels = predicted(net, inputs)
     for row in range(5):
         ids, mask, special = (inputs[key][row] for key in ("input_ids", "attention_mask", "special_tokens_mask"))
@@ -132,7 +144,9 @@ def test_exact_shapley_values_without_a_special_token_take_the_uniform_output_fo
     (no evidence), and the values are the definition over every coalition with that v(∅)."""
     net = copy.deepcopy(bilstm).double()
     inputs = sentiment_task(4, seed=8, length=4, min_length=3).inputs()
-    scores = af.explain(af.wrap(net, attention="attn", embeddings="embed"), inputs, "shapley", shapley_samples=24)
+    scores = af.explain(
+        af.wrap(net, attention="attn", embeddings="embed"), inputs, "shapley", shapley_samples=24, scale="probability"
+    )
     labels, special = predicted(net, inputs), torch.zeros_like(inputs["input_ids"])
 
     def value(row: int, keep: set[int]) -> float:
@@ -158,7 +172,7 @@ def test_sampled_shapley_values_are_efficient_seeded_and_independent_of_the_chun
     net = copy.deepcopy(bilstm).double()
     inputs = {key: value[:9] for key, value in bilstm_inputs.items()}
     model = af.wrap(net, attention="attn", embeddings="embed")
-    options = {"removal": "mask", "mask_token_id": 7, "shapley_samples": 6}
+    options = {"removal": "mask", "mask_token_id": 7, "shapley_samples": 6, "scale": "probability"}
     scores = af.explain(model, inputs, "shapley", **options)
     label = predicted(net, inputs)
     with torch.no_grad():

@@ -38,7 +38,7 @@ def test_jsd_matches_scipy_in_nats_and_is_bounded_by_ln2() -> None:
 def test_output_distribution_of_one_logit_is_sigmoid_and_complement() -> None:
     for logits in (torch.tensor([2.0]), torch.tensor([[2.0]])):
         p = output_distribution(logits)
-        assert p[0, 0].item() == pytest.approx(1 / (1 + math.exp(-2.0)))
+        assert p[0, 1].item() == pytest.approx(1 / (1 + math.exp(-2.0)))
         assert p.sum().item() == pytest.approx(1.0)
 
 

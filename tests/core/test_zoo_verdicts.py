@@ -36,10 +36,16 @@ def test_misleading_attention_fails_the_gradient_check(inputs) -> None:
 
 
 def test_conicity_training_makes_bilstm_attention_used_but_not_unique(trained_bilstms, bilstm_inputs) -> None:
-    """DESIGN.md's story: the diversity-trained BiLSTM's attention is used (far more than the vanilla one's), yet a
-    very different attention gives the same output (linear head: the exact adversarial optimum applies)."""
-    vanilla = af.audit(af.wrap(trained_bilstms["vanilla"], attention="attn", embeddings="embed"), bilstm_inputs)
-    diverse = af.audit(af.wrap(trained_bilstms["diverse"], attention="attn", embeddings="embed"), bilstm_inputs)
+    """DESIGN.md's story, in Jain & Wallace's definitions (``scale="probability"``): the diversity-trained BiLSTM's
+    attention is used (far more than the vanilla one's), yet a very different attention gives the same output
+    (linear head: the exact adversarial optimum applies). TVD ≤ 0.05 admits large margin changes on these saturated
+    outputs; on the margin (the default) the same attention is unique (``docs/thresholds.md``)."""
+    vanilla = af.audit(
+        af.wrap(trained_bilstms["vanilla"], attention="attn", embeddings="embed"), bilstm_inputs, scale="probability"
+    )
+    diverse = af.audit(
+        af.wrap(trained_bilstms["diverse"], attention="attn", embeddings="embed"), bilstm_inputs, scale="probability"
+    )
     assert diverse.answers["used"] is True
     assert diverse.answers["unique"] is False
     assert diverse.checks["adversarial"].details["exact"] == len(bilstm_inputs["input_ids"])
@@ -59,5 +65,5 @@ def test_decorative_twin_of_the_bilstm_fails_every_question(trained_bilstms, bil
 def test_require_relaxes_the_verdict_to_the_named_questions(trained_bilstms, bilstm_inputs) -> None:
     model = af.wrap(trained_bilstms["diverse"], attention="attn", embeddings="embed")
     with pytest.raises(af.AttentionNotFaithful, match="unique"):
-        af.assert_attention_faithful(model, bilstm_inputs)
-    assert af.assert_attention_faithful(model, bilstm_inputs, require=("used", "agrees")).passed
+        af.assert_attention_faithful(model, bilstm_inputs, scale="probability")
+    assert af.assert_attention_faithful(model, bilstm_inputs, require=("used", "agrees"), scale="probability").passed

@@ -173,7 +173,8 @@ def test_mixed_lengths_from_a_second_batch_reuse_the_adapter(tiny):
     [
         (
             "bert",
-            "counterfactual passes from layer 1 on cached hidden states (4 passes; 3 ran the edited layer once",
+            # 6 = the search's 4 + the padding and repeatability probes' 2 (probes.py)
+            "counterfactual passes from layer 1 on cached hidden states (6 passes; 3 ran the edited layer once",
         ),
         ("llama", "one-token passes: the last real token alone from the edited layer up"),
     ],

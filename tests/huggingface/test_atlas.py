@@ -22,7 +22,8 @@ FAST = {"permutations": 8, "adversarial_steps": 20, "adversarial_method": "searc
 
 
 def options_for(name: str) -> dict[str, object]:
-    return {"targets": TARGETS} if name in ("llama", "gpt2", "qwen2") else {}
+    """The TVD references below are J&W's definition: ``scale="probability"``."""
+    return {"scale": "probability", **({"targets": TARGETS} if name in ("llama", "gpt2", "qwen2") else {})}
 
 
 def reference_uniform(model, inputs, report, layer: int, head: int | None) -> np.ndarray:
@@ -107,16 +108,16 @@ def test_a_single_head_verdict_is_the_interval_verdict_for_a_fraction():
         estimate = af.metrics.fraction_interval(flagged, 24, 0.95)
         verdict = af.metrics.decide(estimate, 0.5, higher_is_better=False)
         result = CheckResult(
-            "uniform",
-            estimate.statistic,
-            0.5,
-            estimate.interval,
-            verdict,
-            np.zeros(24),
-            np.arange(24) < flagged,
-            False,
-            "",
-            "",
+            name="uniform",
+            statistic=estimate.statistic,
+            threshold=0.5,
+            interval=estimate.interval,
+            verdict=verdict,
+            per_instance=np.zeros(24),
+            flagged=np.arange(24) < flagged,
+            higher_is_better=False,
+            statistic_name="",
+            meaning="",
             details={"eligible": 24},
         )
         row = {"p_pass": head_atlas._p_value(result, True), "p_fail": head_atlas._p_value(result, False)}
@@ -153,7 +154,7 @@ def test_a_one_token_shortcut_that_disagrees_with_the_full_pass_is_dropped(tiny,
         return output, entries
 
     adapter._clean_pass = corrupted
-    report = af.audit(adapter, batch, checks=["uniform"], targets=TARGETS)
+    report = af.audit(adapter, batch, checks=["uniform"], targets=TARGETS, scale="probability")
     assert report.model["forward"].startswith("full at layer 1, where the one-token shortcut disagreed with the full pass; ")
     assert "on cached hidden states" in report.model["forward"]  # the next shortcut, checked on its own
     assert np.allclose(report.checks["uniform"].per_instance, reference_uniform(tiny["llama"], batch, report, 1, None), atol=1e-6)

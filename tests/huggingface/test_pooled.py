@@ -73,8 +73,8 @@ def pooled_minilm(tokenizer: Any) -> tuple[af.AttentionModel, Any]:
 
 def test_a_mean_pooled_minilm_is_judged_by_every_row_not_by_cls(pooled_minilm):
     model, inputs = pooled_minilm
-    first = af.audit(model, inputs, checks=["uniform"])
-    every = af.audit(model, inputs, checks=["uniform"], query="all")
+    first = af.audit(model, inputs, checks=["uniform"], scale="probability")
+    every = af.audit(model, inputs, checks=["uniform"], query="all", scale="probability")
     assert first.checks["uniform"].statistic == 1.0, "flattening [CLS]'s row moves nothing: 100% flagged"
     assert every.checks["uniform"].statistic < 0.2, "flattening every row moves the outputs"
     assert np.median(every.checks["uniform"].per_instance) > 10 * np.median(first.checks["uniform"].per_instance)
@@ -88,8 +88,8 @@ def test_a_mean_pooled_transformer_encoder_layer_through_wrap():
     net = train_classifier(MeanPooledTransformer(), sentiment_task(1000, seed=0), epochs=4)
     model = af.wrap(net, attention="layer.self_attn", embeddings="embed")
     inputs = sentiment_task(64, seed=3).inputs()
-    last = af.audit(model, inputs, checks=["uniform", "permutation"], query="last")
-    every = af.audit(model, inputs, checks=["uniform", "permutation"], query="all")
+    last = af.audit(model, inputs, checks=["uniform", "permutation"], query="last", scale="probability")
+    every = af.audit(model, inputs, checks=["uniform", "permutation"], query="all", scale="probability")
     assert last.checks["uniform"].statistic == 1.0 and last.checks["permutation"].statistic == 1.0
     assert every.checks["uniform"].statistic < 0.8 and every.checks["permutation"].verdict == "passed"
     assert last.model["read_share"]["mean"] < 0.2 and last.model["warnings"]
@@ -98,7 +98,7 @@ def test_a_mean_pooled_transformer_encoder_layer_through_wrap():
 @pytest.mark.parametrize("name", ["bert", "llama"])
 def test_query_all_reads_the_mean_of_the_real_rows(tiny, name):
     inputs = token_batch()
-    report = af.audit(tiny[name], inputs, checks=["uniform"], query="all", sink="keep")
+    report = af.audit(tiny[name], inputs, checks=["uniform"], query="all", sink="keep", scale="probability")
     attention = eager_attentions(tiny[name], inputs)[-1].mean(dim=1)  # (B, T, T)
     mask = inputs["attention_mask"].bool()
     expected = (attention * mask[:, :, None]).sum(dim=1) / mask.sum(dim=1, keepdim=True)
@@ -111,7 +111,7 @@ def test_every_row_of_a_causal_model_is_flattened_over_the_keys_it_may_see(tiny)
     implementation through transformers' eager attention, every real row at once)."""
     model, targets = tiny["llama"], [7, 11]
     inputs = token_batch()
-    report = af.audit(model, inputs, checks=["uniform"], query="all", sink="keep", targets=targets)
+    report = af.audit(model, inputs, checks=["uniform"], query="all", sink="keep", targets=targets, scale="probability")
     mask = inputs["attention_mask"].bool()
     seen = mask[:, None, :] & torch.ones(mask.shape[1], mask.shape[1], dtype=torch.bool).tril()[None]
     flat = seen.double() / seen.sum(dim=2, keepdim=True).clamp(min=1)

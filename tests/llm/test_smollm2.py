@@ -46,7 +46,12 @@ def test_a_small_atlas_runs_through_the_one_token_shortcut(smollm2_model, prompt
     model, tokenizer = smollm2_model
     inputs = {key: value[:2] for key, value in prompts.items()}
     report = af.audit(
-        af.huggingface(model, tokenizer=tokenizer), inputs, checks=["uniform"], per_head=True, targets=list(TARGETS)
+        af.huggingface(model, tokenizer=tokenizer),
+        inputs,
+        checks=["uniform"],
+        per_head=True,
+        targets=list(TARGETS),
+        scale="probability",
     )
     assert len(report.per_head) == 30 * 10
     assert report.model["forward"].startswith("one-token passes") and "at layers 0-29" in report.model["forward"]

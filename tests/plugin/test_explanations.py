@@ -3,6 +3,8 @@ and the HTML leaderboard with a deletion curve per explainer."""
 
 from __future__ import annotations
 
+import html
+
 import pytest
 
 from tests.plugin.conftest import read_json
@@ -92,4 +94,4 @@ def test_compare(attnfaith):
     result.stdout.re_match_lines([r"  — +shapley +could not run .*", f"  {reason}.*"])
     audits = read_json(pytester.path / "out.json")["tests"]["test_refused.py::test_compare"]
     assert [audit["error"] for audit in audits][1].startswith("option removal='mask' needs a mask")
-    assert reason in (pytester.path / "out.html").read_text(encoding="utf-8")
+    assert html.escape(reason) in (pytester.path / "out.html").read_text(encoding="utf-8")
