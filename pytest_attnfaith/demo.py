@@ -31,6 +31,7 @@ import torch
 
 import pytest_attnfaith as af
 from pytest_attnfaith import _recording, cli
+from pytest_attnfaith.options import QUESTIONS
 from pytest_attnfaith.zoo import WORDS, BiLSTMClassifier, sentiment_task, train_classifier
 
 POSITIVE_WORDS = ("great", "wonderful", "excellent", "superb", "delightful", "moving")
@@ -142,8 +143,10 @@ def audit_models(train: int, test: int, epochs: int, seed: int) -> dict[str, lis
 
 def explain(report: dict[str, Any], note: str = "") -> str:
     """Why an audit passed or failed, in one sentence: ``note`` (why it was audited as it was), then each failing
-    check of a required question with what its failure means, and each inconclusive one with what would decide it."""
-    checks = report["checks"].values()
+    check of a required question (``required``; absent: every question) with what its failure means, and each
+    inconclusive one with what would decide it."""
+    asked = {name for question in report.get("required", QUESTIONS) for name in QUESTIONS.get(question, ())}
+    checks = [check for check in report["checks"].values() if check["name"] in asked]
     failing = [f"{check['name']}: {check['meaning']}" for check in checks if check["verdict"] == "failed"]
     undecided = [f"{check['name']} is inconclusive ({check['reason']})" for check in checks if check["verdict"] == "inconclusive"]
     parts = [note] if note else []
