@@ -102,6 +102,12 @@ class Options:
     worst: int = 3
     redact: bool = False
     progress: bool = False
+    # sequential audits: draw batch_size instances at a time until every required question is decided
+    sequential: bool = False
+    max_instances: int | None = None
+    # cost budgets: refuse an audit whose estimate (af.estimate) exceeds them, before any counterfactual runs
+    max_passes: int | None = None
+    budget_seconds: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -148,6 +154,16 @@ def _optional_integer(value: Any) -> int | None:
     if value is None:
         return None
     return _integer(0)(value)
+
+
+def _or_none(rule: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``rule``, or None (no limit)."""
+
+    def check(value: Any) -> Any:
+        return None if value is None else rule(value)
+
+    check.expected = f"{rule.expected} or None"  # type: ignore[attr-defined]
+    return check
 
 
 def _choice(*choices: str, integer: bool = False) -> Callable[[Any], Any]:
@@ -296,6 +312,10 @@ _RULES: dict[str, Callable[[Any], Any]] = {
     "worst": _integer(0),
     "redact": _boolean,
     "progress": _boolean,
+    "sequential": _boolean,
+    "max_instances": _or_none(_integer(1)),
+    "max_passes": _or_none(_integer(1)),
+    "budget_seconds": _or_none(_real(0.0, math.inf, lo_open=True, hi_open=True)),
 }
 
 OPTION_NAMES: tuple[str, ...] = tuple(_RULES)

@@ -44,9 +44,11 @@ def mean_result(
     estimate = mean_interval(values, context.options.confidence, context.seed(f"interval:{name}"), bounds)
     flagged = np.nan_to_num(values, nan=np.inf) < threshold
     shown = values if reported is None else reported
-    return _result(
+    result = _result(
         context, name, estimate, shown, flagged, threshold, True, statistic_name, meaning, details or {}, why_undefined
     )
+    result.observations, result.value_range = np.asarray(values, dtype=np.float64), bounds
+    return result
 
 
 def tau_result(
@@ -98,7 +100,9 @@ def fraction_result(
     flagged = flagged & eligible
     estimate = fraction_interval(int(flagged.sum()), int(eligible.sum()), context.options.confidence)
     extra = {"eligible": estimate.count, **(details or {})}
-    return _result(context, name, estimate, values, flagged, threshold, False, "fraction flagged", meaning, extra, "")
+    result = _result(context, name, estimate, values, flagged, threshold, False, "fraction flagged", meaning, extra, "")
+    result.observations, result.value_range = np.where(eligible, flagged, np.nan).astype(np.float64), (0.0, 1.0)
+    return result
 
 
 def _result(
