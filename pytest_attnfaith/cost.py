@@ -9,13 +9,16 @@ forward hook on the attention module counts it: counterfactual passes that start
     read share            min(n, 8)                gradient    n            (with a backward)
     permutation           n · permutations         erasure     Σ_i r_i      (instances with r_i ≥ 2 real tokens)
     loo                   Σ_i r_i                  adversarial Σ_i r_i + 3n (the linear-readout probes, but with
-                                                               ``adversarial_method="search"``), then, unless a
-                                                               ``wrap()`` model has a binary output (its readout is
-                                                               expected linear in the attention: the exact bound needs
-                                                               no pass), the search: n · adversaries · min(steps, 200)
+                                                               ``adversarial_method="search"``), then, unless the
+                                                               output is binary (its readout is then expected linear
+                                                               in the attention: the exact bound needs no pass), the
+                                                               search: n · adversaries · min(steps, 200). A binary
+                                                               output that proves not linear runs the search as well:
+                                                               the estimate misses those passes
     per_head (atlas)      every check's passes once per head of the audited layer (each head is edited alone)
 
-``seconds`` = (the probe's seconds per instance) × (passes + 2 × the passes with a backward);
+``seconds`` = (the probe's seconds per instance) × (passes + 2 × the passes with a backward) + the adversarial
+search's steps × 3 × (a one-instance pass's seconds: a step is one small pass and its backward, overhead-bound);
 ``peak_memory_bytes`` = parameters and buffers + the activations of ``batch_size`` instances (every module's outputs
 in the probe, per instance; what a pass with gradients keeps alive) — or, on CUDA, the allocator's peak.
 ``max_passes`` / ``budget_seconds`` refuse an audit whose estimate exceeds them (``refuse_over_budget``).
@@ -88,14 +91,17 @@ def estimate_resolved(model: Any, inputs: Any, options: Options) -> CostEstimate
             start = time.perf_counter()
             context.model.forward_chunked(context.batch)
             probe = time.perf_counter() - start
+        start = time.perf_counter()
+        context.model.forward_chunked(context.batch.select(slice(0, 1)))
+        single = time.perf_counter() - start
         real = context.batch.real.sum(dim=1).cpu()
-        exact = context.reference.gap is not None and adapter.kind == "torch" and options.adversarial_method != "search"
+        exact = context.reference.gap is not None and options.adversarial_method != "search"
         heads = [context.model.head_count(layer) for layer in context.model.layer_indices()] if options.per_head else []
     n = int(real.numel())
     per_check, backward = passes_of(options, real, exact, heads)
     total = sum(per_check.values())
-    per_instance = probe / max(n, 1)
-    seconds = per_instance * (total + BACKWARD_COST * backward)
+    per_instance = max(probe - single, 0.0) / max(n - 1, 1)
+    seconds = per_instance * (total + BACKWARD_COST * backward) + single * (1 + BACKWARD_COST) * _search_calls(options, n, exact)
     parameters = sum(p.numel() * p.element_size() for p in adapter.module.parameters())
     parameters += sum(b.numel() * b.element_size() for b in adapter.module.buffers())
     peak = parameters + int(activations["bytes"] / max(n, 1) * min(options.batch_size, max(n, 1)))
@@ -129,6 +135,14 @@ def passes_of(options: Options, real: torch.Tensor, exact: bool, heads: list[int
         per_check["atlas"] = (len(heads) - 1 + sum(heads)) * edited + (len(heads) - 1) * n * ("gradient" in checks)
         grad += (len(heads) - 1 + sum(heads)) * backward.get("adversarial", 0) * ("adversarial" in checks)
     return per_check, grad
+
+
+def _search_calls(options: Options, n: int, exact: bool) -> int:
+    """Optimiser steps of the adversarial search (one pass and one backward each, over a chunk of instances)."""
+    if exact or "adversarial" not in options.checks:
+        return 0
+    chunks = -(-n // max(options.batch_size // options.adversaries, 1))
+    return chunks * min(options.adversarial_steps, SEARCH_STEPS)
 
 
 @contextlib.contextmanager

@@ -427,10 +427,11 @@ class AttentionModel(ABC):
 
     @property
     def device(self) -> torch.device:
-        if self.options.device is not None:
+        if self.options.device is not None and dispatched_device(self.module) is None:
             return torch.device(self.options.device)
-        for tensor in self.module.parameters():
-            return tensor.device
+        for device in (dispatched_device(self.module), *(tensor.device for tensor in self.module.parameters())):
+            if device is not None:
+                return device
         return torch.device("cpu")
 
     @contextlib.contextmanager
@@ -442,6 +443,7 @@ class AttentionModel(ABC):
         training = {name: sub.training for name, sub in self.module.named_modules()}
         original = next((t.device for t in self.module.parameters()), None)
         moved = original is not None and options.device is not None and torch.device(options.device) != original
+        moved = moved and dispatched_device(self.module) is None  # accelerate's hooks place a dispatched model
         try:
             self.targets, self.tap.causal = self.resolve_targets(options.targets), None
             if moved:
@@ -735,6 +737,17 @@ def available_devices() -> list[str]:
     if torch.backends.mps.is_available():
         devices.append("mps")
     return devices
+
+
+def dispatched_device(module: nn.Module) -> torch.device | None:
+    """Where a model dispatched by accelerate (``device_map``, CPU or disk offload) takes its inputs: its first
+    hook's execution device; None when it is not dispatched. Its weights stay where accelerate put them (some on
+    ``meta``, loaded by the hooks for each pass), so the audit neither moves it nor reads their device."""
+    for sub in module.modules():
+        device = getattr(getattr(sub, "_hf_hook", None), "execution_device", None)
+        if device is not None:
+            return torch.device(f"cuda:{device}" if isinstance(device, int) else device)
+    return None
 
 
 def check_distribution(forward: Forward, batch: Batch, where: str) -> None:
