@@ -1,7 +1,8 @@
 """``af.estimate``: what an audit will cost — model passes, seconds, peak memory — before any counterfactual runs.
 
-One probe: after the audit's own reference pass over ``inputs`` (which sets the session up), one more plain pass of
-them, timed, with every module's output measured. The passes are counted from the options and the inputs' real
+One probe: after the audit's own reference pass over ``inputs`` (which sets the session up), one pass of the
+audit's adapter over them, timed, with every module's output measured (and one of a single instance, for the per-call
+overhead). The passes are counted from the options and the inputs' real
 tokens, as the checks run them (a *pass* is one instance through the audited attention and what it feeds, as a
 forward hook on the attention module counts it: counterfactual passes that start at the attention count too):
 
@@ -18,7 +19,8 @@ forward hook on the attention module counts it: counterfactual passes that start
     per_head (atlas)      every check's passes once per head of the audited layer (each head is edited alone)
 
 ``seconds`` = (the probe's seconds per instance) × (passes + 2 × the passes with a backward) + the adversarial
-search's steps × 3 × (a one-instance pass's seconds: a step is one small pass and its backward, overhead-bound);
+calls × (the seconds of one timed step: an edited pass of one instance with its backward — the per-call overhead that
+dominates small models), the calls being each part's passes in chunks of ``batch_size`` and the search's steps;
 ``peak_memory_bytes`` = parameters and buffers + the activations of ``batch_size`` instances (every module's outputs
 in the probe, per instance; what a pass with gradients keeps alive) — or, on CUDA, the allocator's peak.
 ``max_passes`` / ``budget_seconds`` refuse an audit whose estimate exceeds them (``refuse_over_budget``).
@@ -35,10 +37,13 @@ from typing import Any
 import torch
 
 from pytest_attnfaith.adapters import as_attention_model
-from pytest_attnfaith.audit import SHARE_INSTANCES, opened
+from pytest_attnfaith.adapters.passes import Edit
+from pytest_attnfaith.audit import SHARE_INSTANCES
+from pytest_attnfaith.checks._common import replace_rows
 from pytest_attnfaith.checks.adversarial import LINEARITY_PROBES, PATIENCE
 from pytest_attnfaith.errors import AttnFaithError
 from pytest_attnfaith.options import Options, resolve_options
+from pytest_attnfaith.session import opened
 
 BACKWARD_COST = 2.0
 """A backward pass costs about twice its forward pass."""
@@ -88,20 +93,18 @@ def estimate_resolved(model: Any, inputs: Any, options: Options) -> CostEstimate
         torch.cuda.reset_peak_memory_stats()
     with opened(adapter, inputs, options) as context:  # the audit's reference pass (and its one-time set-up)
         with _activation_meter(adapter.module) as activations:
-            start = time.perf_counter()
-            context.model.forward_chunked(context.batch)
-            probe = time.perf_counter() - start
-        start = time.perf_counter()
-        context.model.forward_chunked(context.batch.select(slice(0, 1)))
-        single = time.perf_counter() - start
+            probe = _timed_pass(context.model, context.batch)
+        _timed_step(context)  # the first edited pass sets up the partial-pass machinery: not a step's cost
+        single = _timed_step(context)
         real = context.batch.real.sum(dim=1).cpu()
         exact = context.reference.gap is not None and options.adversarial_method != "search"
         heads = [context.model.head_count(layer) for layer in context.model.layer_indices()] if options.per_head else []
     n = int(real.numel())
     per_check, backward = passes_of(options, real, exact, heads)
     total = sum(per_check.values())
-    per_instance = max(probe - single, 0.0) / max(n - 1, 1)
-    seconds = per_instance * (total + BACKWARD_COST * backward) + single * (1 + BACKWARD_COST) * _search_calls(options, n, exact)
+    per_instance = probe / max(n, 1)
+    calls = sum(-(-rows // options.batch_size) for rows in per_check.values()) + _search_calls(options, n, exact)
+    seconds = per_instance * (total + BACKWARD_COST * backward) + single * calls
     parameters = sum(p.numel() * p.element_size() for p in adapter.module.parameters())
     parameters += sum(b.numel() * b.element_size() for b in adapter.module.buffers())
     peak = parameters + int(activations["bytes"] / max(n, 1) * min(options.batch_size, max(n, 1)))
@@ -135,6 +138,27 @@ def passes_of(options: Options, real: torch.Tensor, exact: bool, heads: list[int
         per_check["atlas"] = (len(heads) - 1 + sum(heads)) * edited + (len(heads) - 1) * n * ("gradient" in checks)
         grad += (len(heads) - 1 + sum(heads)) * backward.get("adversarial", 0) * ("adversarial" in checks)
     return per_check, grad
+
+
+def _timed_pass(adapter: Any, batch: Any) -> float:
+    """Seconds of one pass of the audit's adapter over ``batch`` (taps installed, no edit, no gradient)."""
+    with torch.no_grad():
+        start = time.perf_counter()
+        adapter.forward(batch)
+        return time.perf_counter() - start
+
+
+def _timed_step(context: Any) -> float:
+    """Seconds of what one adversarial search step runs: an edited pass of a chunk of instances with gradients
+    to the attention, and its backward (here: the rows replaced by the uniform distribution, a chunk of one)."""
+    batch = context.batch.select(slice(0, 1))
+    real = batch.real.to(context.probs.device)
+    weights = (real / real.sum(dim=1, keepdim=True).clamp(min=1)).double().requires_grad_(True)
+    with torch.enable_grad():
+        start = time.perf_counter()
+        forward = context.model.forward(batch, Edit(replace_rows, {"weights": weights}), grad=True)
+        forward.probs.sum().backward()
+        return time.perf_counter() - start
 
 
 def _search_calls(options: Options, n: int, exact: bool) -> int:

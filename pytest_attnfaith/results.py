@@ -8,15 +8,20 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, overload
 
 import numpy as np
 
-from pytest_attnfaith.formatting import plural
+from pytest_attnfaith.formatting import fixed, plural
 
 SCHEMA_VERSION = 2
+HTML_RENDERERS: dict[str, Callable[[dict[str, Any], str], str]] = {}
+"""Result objects do not render themselves: the report layer registers how a report's dict becomes HTML (name →
+``render(report_dict, label)``), so that nothing here imports a layer above."""
+TEXT_RENDERERS: dict[str, Callable[[dict[str, Any]], list[str]]] = {}
+"""The same for text: ``"per_head"`` → the summary's lines of an atlas's rows (``report.atlas`` registers it)."""
 
 
 class RaggedRows(Sequence[list[float]]):
@@ -90,6 +95,14 @@ class CheckResult:
         """``verdict == "passed"``."""
         return self.verdict == "passed"
 
+    def __repr__(self) -> str:
+        """One line, as scipy's result objects print: the name, the statistic, its interval and the verdict."""
+        low, high = (_short(bound) for bound in self.interval)
+        return (
+            f"CheckResult(name={self.name!r}, statistic={_short(self.statistic)}, interval=({low}, {high}), "
+            f"verdict={self.verdict!r})"
+        )
+
     @property
     def undefined(self) -> int:
         """How many instances have an undefined (NaN) value."""
@@ -100,8 +113,8 @@ class CheckResult:
         relation = ">=" if self.higher_is_better else "<="
         verdict = {"passed": "passed", "failed": "FAILED"}.get(self.verdict, "INCONCLUSIVE")
         line = (
-            f"{self.name}: {self.statistic_name} = {_fmt(self.statistic)} {format_interval(self.interval)} "
-            f"(required {relation} {_fmt(self.threshold)}) {verdict}"
+            f"{self.name}: {self.statistic_name} = {fixed(self.statistic)} {format_interval(self.interval)} "
+            f"(required {relation} {fixed(self.threshold)}) {verdict}"
         )
         return f"{line}: {self.reason()}" if self.verdict == "inconclusive" else line
 
@@ -159,6 +172,7 @@ class Report:
     ``passed``: no required question answered no, nor inconclusive unless ``inconclusive="pass"``.
     ``kind``: ``"attention"`` (``af.audit``: used, agrees, unique) or ``"explanation"`` (``af.audit_explanation``:
     comprehensive, sufficient, agrees, of the scores of ``explainer``; ``instances["scores"]`` holds them).
+    ``error``: why an explainer could not run on the model (then no checks, and not passed).
     Per-token values (``instances["attention"]``, the ``importance`` of ``gradient`` and ``loo``)
     are ``RaggedRows``: ``rows[i]`` is instance i's list; ``to_dict()`` / ``to_json()`` write lists.
     """
@@ -174,6 +188,20 @@ class Report:
     per_head: list[dict[str, Any]] = field(default_factory=list)
     kind: str = "attention"
     explainer: str | None = None
+    error: str = ""
+
+    def __repr__(self) -> str:
+        """One line: the verdict, the answers, the checks that ran, how many instances (and heads); ``summary()`` and
+        ``print(report)`` say more, ``to_dict()`` holds everything."""
+        heads = f", per_head={len(self.per_head)}" if self.per_head else ""
+        subject = f"explainer={self.explainer!r}, " if self.explainer is not None else ""
+        return (
+            f"Report({subject}passed={self.passed}, verdicts={self.verdicts!r}, checks={list(self.checks)!r}, "
+            f"instances={self.instances.get('count', '?')}{heads})"
+        )
+
+    def __str__(self) -> str:
+        return self.summary()
 
     @property
     def instances_used(self) -> int:
@@ -208,6 +236,7 @@ class Report:
             "schema_version": SCHEMA_VERSION,
             "kind": self.kind,
             "explainer": self.explainer,
+            "error": self.error,
             "passed": bool(self.passed),
             "verdicts": dict(self.verdicts),
             "answers": self.answers,
@@ -224,11 +253,12 @@ class Report:
         kwargs.setdefault("indent", 2)
         return json.dumps(self.to_dict(), **kwargs)
 
-    def _repr_html_(self) -> str:
-        """The audit as the HTML report shows it (checks, Jain & Wallace figures, heat maps): what a notebook displays."""
-        from pytest_attnfaith.report.html import audit_html
-
-        return audit_html(self.to_dict(), f"audit of {self.model.get('class', 'a model')}")
+    def _repr_html_(self) -> str | None:
+        """The audit as the HTML report shows it (checks, Jain & Wallace figures, heat maps): what a notebook displays.
+        Rendered by the report layer (``report.html`` registers itself in ``HTML_RENDERERS``; importing
+        ``pytest_attnfaith`` imports it); None (the text repr) if no renderer is registered."""
+        render = HTML_RENDERERS.get("audit")
+        return render(self.to_dict(), f"audit of {self.model.get('class', 'a model')}") if render else None
 
     def summary(self) -> str:
         """A few lines: the verdict, each question's answer, each check with its interval against its threshold."""
@@ -238,7 +268,14 @@ class Report:
             need = " (required)" if question in self.required else ""
             lines.append(f"  {question}: {verdict.upper() if verdict in ('no', 'inconclusive') else verdict}{need}")
         lines.extend(f"  {result.describe()}" for result in self.checks.values())
+        lines.extend(self._per_head_lines())
         return "\n".join(lines)
+
+    def _per_head_lines(self) -> list[str]:
+        """An atlas's lines as the terminal shows them (per check, the heads' verdicts and the top heads), rendered by
+        the report layer (``TEXT_RENDERERS``); none without an atlas or a renderer."""
+        render = TEXT_RENDERERS.get("per_head")
+        return [f"  {line}" for line in render({"per_head": self.per_head})] if render and self.per_head else []
 
 
 def ranking_key(checks: Mapping[str, Any]) -> tuple[int, float]:
@@ -264,9 +301,10 @@ def rank_explanations(checks: Mapping[str, Mapping[str, Any]]) -> list[str]:
 class Comparison:
     """Explanations tested on the same inputs (``af.compare_explanations``): ``reports`` (explainer name →
     ``Report``) and ``ranking`` (names, most faithful first: most checks passed, then the highest sum of
-    their statistics — ``ranking_key``)."""
+    their statistics — ``ranking_key``); ``unavailable``: explainer name → why it could not run on this model."""
 
     reports: dict[str, Report]
+    unavailable: dict[str, str] = field(default_factory=dict)
 
     @property
     def ranking(self) -> list[str]:
@@ -283,6 +321,7 @@ class Comparison:
             "kind": "explanation comparison",
             "ranking": self.ranking,
             "passing": self.passing,
+            "unavailable": dict(self.unavailable),
             "reports": {name: report.to_dict() for name, report in self.reports.items()},
         }
 
@@ -296,10 +335,11 @@ class Comparison:
         for rank, name in enumerate(self.ranking, start=1):
             report = self.reports[name]
             checks = "; ".join(
-                f"{check.name} {_fmt(check.statistic)} {format_interval(check.interval)} {check.verdict}"
+                f"{check.name} {fixed(check.statistic)} {format_interval(check.interval)} {check.verdict}"
                 for check in report.checks.values()
             )
             lines.append(f"  {rank}. {name}: {'passed' if report.passed else 'FAILED'} ({checks})")
+        lines.extend(f"  —  {name}: could not run: {reason}" for name, reason in self.unavailable.items())
         return "\n".join(lines)
 
 
@@ -311,8 +351,9 @@ def format_interval(interval: tuple[float | None, float | None] | list[float | N
     return f"[{low:.3f}, {high:.3f}]"
 
 
-def _fmt(value: float) -> str:
-    return "nan" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}"
+def _short(value: float | None) -> str:
+    """A statistic for a one-line ``repr``: four significant digits, ``nan`` where undefined."""
+    return "nan" if value is None or math.isnan(value) else f"{value:.4g}"
 
 
 def _clean(value: Any) -> Any:

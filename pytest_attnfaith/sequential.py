@@ -20,13 +20,14 @@ from typing import Any
 import numpy as np
 
 from pytest_attnfaith import _recording, cost, sources
-from pytest_attnfaith.audit import answer_questions, build_report, instances_of, opened, run_checks, warn_inconclusive
+from pytest_attnfaith.audit import answer_questions, build_report, instances_of, run_checks, warn_inconclusive
 from pytest_attnfaith.audit import audit as fixed_audit
 from pytest_attnfaith.errors import AttnFaithError
 from pytest_attnfaith.metrics import decide, nan_summary
 from pytest_attnfaith.metrics.sequences import METHOD, sequence_interval
 from pytest_attnfaith.options import QUESTIONS, Options, resolve_options
 from pytest_attnfaith.results import CheckResult, RaggedRows, Report
+from pytest_attnfaith.session import opened
 
 UNBOUNDED = "its per-instance values have no declared range: no confidence sequence, so no sequential verdict"
 

@@ -7,14 +7,13 @@ FDR-controlled verdicts of its checks of that question.
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from html import escape
 from typing import Any
 
-from pytest_attnfaith.formatting import compact
+from pytest_attnfaith.formatting import compact, fixed
 from pytest_attnfaith.options import QUESTIONS
-from pytest_attnfaith.results import question_answer
+from pytest_attnfaith.results import TEXT_RENDERERS, question_answer
 
 Rows = list[dict[str, Any]]
 ANSWER_CLASS = {"yes": "pass", "no": "fail", "inconclusive": "inconclusive", "not tested": "na"}
@@ -78,6 +77,15 @@ def atlas_lines(label: str, report: dict[str, Any]) -> list[tuple[str, str]]:
     return lines
 
 
+LEGEND = (
+    "Each cell is one (layer, head) edited alone; the column 'all' edits every head of the layer together. The "
+    "number is the effect of the question's first check that ran (named above each map), its colour the head's "
+    "answer after false-discovery control: green yes, red no, yellow inconclusive. Hover a cell for its "
+    "statistic, interval, q-value and rank."
+)
+"""What an atlas cell shows, printed above the maps."""
+
+
 def atlas_html(report: dict[str, Any]) -> str:
     """Layer × head heat maps, one per question answered: each cell the head's answer, its shade the effect of the
     question's first check (darker: further on the passing side), the layer's row (all heads edited) on the right."""
@@ -97,6 +105,7 @@ def atlas_html(report: dict[str, Any]) -> str:
         )
         + "</p>"
     )
+    parts.append(f'<div class="meta">{escape(LEGEND)}</div>')
     for question, grid in grids.items():
         effects = _effects(rows, question)
         head = "<tr><th>layer</th>" + "".join(f"<th>{'all' if h == 'all' else f'h{h}'}</th>" for h in heads) + "</tr>"
@@ -105,7 +114,9 @@ def atlas_html(report: dict[str, Any]) -> str:
             cells = "".join(_cell(grid.get((layer, h), "not tested"), effects.get((layer, h))) for h in heads)
             body.append(f"<tr><th>{layer}</th>{cells}</tr>")
         table = f'<table class="heat">{head}{"".join(body)}</table>'
-        parts.append(f'<div class="meta">{escape(question)}</div><div class="scroll">{table}</div>')
+        shown = next(iter(effects.values()), None)
+        caption = f"{question}: {shown['check']}, {shown['effect']['name']}" if shown else question
+        parts.append(f'<div class="meta">{escape(caption)}</div><div class="scroll">{table}</div>')
     return "".join(parts)
 
 
@@ -122,7 +133,7 @@ def _cell(answer: str, row: dict[str, Any] | None) -> str:
     value = row["effect"]["value"]
     title = (
         f"{row['check']}: {row['effect']['name']} {_effect(row)}; "
-        f"{row['statistic_name']} {_number(row['statistic'])}, q {compact(row.get('q_value'))}: {row['verdict']}; "
+        f"{row['statistic_name']} {fixed(row['statistic'])}, q {compact(row.get('q_value'))}: {row['verdict']}; "
         f"rank {row.get('rank')}"
     )
     return f'<td class="{ANSWER_CLASS[answer]}" title="{escape(title)}">{compact(value)}</td>'
@@ -138,7 +149,4 @@ def _effect(row: dict[str, Any]) -> str:
     return f"{compact(row['effect']['value'])} [{compact(low)}, {compact(high)}]"
 
 
-def _number(value: float | None, digits: int = 3) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "nan"
-    return f"{value:.{digits}f}"
+TEXT_RENDERERS["per_head"] = lambda report: [text for text, _ in atlas_lines("report.per_head", report)]

@@ -25,14 +25,14 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from pytest_attnfaith.formatting import compact, plural, printable
+from pytest_attnfaith.formatting import compact, fixed, plural, printable
 from pytest_attnfaith.options import CHECK_NAMES, QUESTIONS
 from pytest_attnfaith.report import explanations
 from pytest_attnfaith.report.atlas import atlas_html
 from pytest_attnfaith.report.baseline import regressions_of
 from pytest_attnfaith.report.outcomes import OUTCOME_TEXT, OUTCOMES, failure_note, unaudited_failures, verdict_state
 from pytest_attnfaith.report.terminal import audits, importances_of, verdict
-from pytest_attnfaith.results import format_interval
+from pytest_attnfaith.results import HTML_RENDERERS, format_interval
 from pytest_attnfaith.worst import defined, flag_count, instance_rows, shown_note, shown_positions, worst_by_instance
 
 VERDICT_CLASS = {"passed": "pass", "failed": "fail", "inconclusive": "inconclusive"}
@@ -95,7 +95,7 @@ def render_html(document: dict[str, Any]) -> str:
     """The whole page for a session document (``schema.session_document``)."""
     figures = _figures_module()
     tests, outcomes, messages = document["tests"], document.get("outcomes", {}), document.get("messages", {})
-    body = [_header(document), _summary_table(tests, outcomes, messages)]
+    body = [_header(document), _summary_table(tests, outcomes, messages, document.get("notes", {}))]
     body.append(explanations.html_section(tests, outcomes))
     body.append(_baseline(document.get("baseline")))
     if figures is None:
@@ -165,9 +165,11 @@ def _header(document: dict[str, Any]) -> str:
     )
 
 
-def _summary_table(tests: dict[str, list[dict[str, Any]]], outcomes: dict[str, str], messages: dict[str, str]) -> str:
+def _summary_table(
+    tests: dict[str, list[dict[str, Any]]], outcomes: dict[str, str], messages: dict[str, str], notes: dict[str, str]
+) -> str:
     """One row per attention audit and per test that failed before recording any audit (explanation audits have
-    their own section)."""
+    their own section); under a test's name, its failure message where it adds to the verdict, else its note."""
     unaudited = unaudited_failures(tests, outcomes, messages)
     recorded, tests = bool(tests), explanations.attention_only(tests)
     checks = _checks_run(tests)
@@ -178,7 +180,7 @@ def _summary_table(tests: dict[str, list[dict[str, Any]]], outcomes: dict[str, s
     for number, (nodeid, label, report) in enumerate(audits(tests)):
         outcome = outcomes.get(nodeid)
         state = verdict_state(report, outcome)
-        why = failure_note(messages.get(nodeid)) if label == nodeid else None
+        why = (failure_note(messages.get(nodeid)) or notes.get(nodeid)) if label == nodeid else None
         cells = [
             f'<td class="test"><a href="#audit-{number}">{escape(label)}</a>{_why(why)}</td>',
             *([_outcome_cell(outcome)] if pytest_column else []),
@@ -228,11 +230,11 @@ def _check_cell(check: dict[str, Any] | None, state: str) -> str:
         return '<td class="na">—</td>'
     relation = "≥" if check["higher_is_better"] else "≤"
     title = (
-        f"{check['statistic_name']} {_number(check['statistic'])} {format_interval(check['interval'])}, "
-        f"required {relation} {_number(check['threshold'])}: {check['verdict']}"
+        f"{check['statistic_name']} {fixed(check['statistic'])} {format_interval(check['interval'])}, "
+        f"required {relation} {fixed(check['threshold'])}: {check['verdict']}"
     )
     style = _muted(VERDICT_CLASS[check["verdict"]], state)
-    return f'<td class="num {style}" title="{escape(title)}">{_number(check["statistic"])}</td>'
+    return f'<td class="num {style}" title="{escape(title)}">{fixed(check["statistic"])}</td>'
 
 
 def _muted(style: str, state: str) -> str:
@@ -300,8 +302,8 @@ def _check_table(report: dict[str, Any], state: str) -> str:
         why = check["meaning"] if failed else check.get("reason", "")
         rows.append(
             f"<tr><td>{escape(check['name'])}</td><td>{escape(check['statistic_name'])}</td>"
-            f'<td class="num">{_number(check["statistic"])}</td><td>{escape(interval)}</td>'
-            f'<td class="num">{relation} {_number(check["threshold"])}</td>'
+            f'<td class="num">{fixed(check["statistic"])}</td><td>{escape(interval)}</td>'
+            f'<td class="num">{relation} {fixed(check["threshold"])}</td>'
             f'<td class="{_muted(VERDICT_CLASS[check["verdict"]], state)}">{text}</td><td>{escape(count)}</td>'
             f'<td class="{"meaning" if failed and state != "expected" else ""}">{escape(why)}</td></tr>'
         )
@@ -320,7 +322,9 @@ def _heat_maps(report: dict[str, Any]) -> str:
     if not worst:
         worst = {index: [] for index in range(min(2, report["instances"].get("count", 0)))}
     maps = [_heat_map(report, index, reasons) for index, reasons in worst.items()]
-    return f"<h3>{title}: attention beside gradient and leave-one-out importance</h3>" + "".join(maps)
+    beside = [name for name, label in (("gradient", "gradient"), ("loo", "leave-one-out")) if name in report["checks"]]
+    shown = " and ".join(dict(gradient="gradient", loo="leave-one-out")[name] for name in beside)
+    return f"<h3>{title}: attention" + (f" beside {shown} importance" if beside else "") + "</h3>" + "".join(maps)
 
 
 def _heat_map(report: dict[str, Any], index: int, reasons: list[str]) -> str:
@@ -386,5 +390,4 @@ def _heat_cell(name: str, values: Sequence[float | None], position: int, scale: 
     return f'<td style="background: {background}; color: {colour}" title="{value:.6g}">{compact(value)}</td>'
 
 
-def _number(value: float | None) -> str:
-    return "nan" if value is None else f"{value:.3f}"
+HTML_RENDERERS["audit"] = audit_html
