@@ -38,9 +38,10 @@ if TYPE_CHECKING:
     from pytest_attnfaith.adapters import AttentionModel, wrap
     from pytest_attnfaith.adapters.huggingface import huggingface
     from pytest_attnfaith.assertions import assert_attention_faithful, assert_explanation_faithful
-    from pytest_attnfaith.audit import audit
+    from pytest_attnfaith.cost import estimate
     from pytest_attnfaith.explanation_audit import audit_explanation, compare_explanations, explain
     from pytest_attnfaith.results import CheckResult, Comparison, Report
+    from pytest_attnfaith.sequential import audit
 
 try:
     __version__ = version("pytest-attnfaith")
@@ -53,7 +54,8 @@ _LAZY = {
     "huggingface": "pytest_attnfaith.adapters.huggingface",
     "assert_attention_faithful": "pytest_attnfaith.assertions",
     "assert_explanation_faithful": "pytest_attnfaith.assertions",
-    "audit": "pytest_attnfaith.audit",
+    "audit": "pytest_attnfaith.sequential",
+    "estimate": "pytest_attnfaith.cost",
     "explain": "pytest_attnfaith.explanation_audit",
     "audit_explanation": "pytest_attnfaith.explanation_audit",
     "compare_explanations": "pytest_attnfaith.explanation_audit",
@@ -72,11 +74,12 @@ def __getattr__(name: str) -> Any:
 
 
 class _Package(types.ModuleType):
-    """Keeps ``af.audit`` the function when the submodule ``pytest_attnfaith.audit`` is imported first."""
+    """Keeps ``af.audit`` the function when the submodule ``pytest_attnfaith.audit`` is imported: a submodule
+    named like a lazy name is not bound on the package, so the name resolves through ``__getattr__``."""
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if isinstance(value, types.ModuleType) and name in _LAZY and value.__name__ == _LAZY[name]:
-            value = getattr(value, name)
+        if isinstance(value, types.ModuleType) and name in _LAZY and value.__name__ == f"{__name__}.{name}":
+            return
         super().__setattr__(name, value)
 
 
@@ -104,6 +107,7 @@ __all__ = [
     "audit",
     "audit_explanation",
     "compare_explanations",
+    "estimate",
     "explain",
     "huggingface",
     "wrap",

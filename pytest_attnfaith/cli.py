@@ -72,6 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-length", type=positive, default=128, help="truncate tokenized text inputs to this many tokens (default 128)"
     )
     audit.add_argument("--limit", type=positive, help="audit only the first N inputs")
+    audit.add_argument(
+        "--estimate",
+        action="store_true",
+        help="print what the audit would cost (model passes, seconds, peak memory) from one probe pass, and exit 0",
+    )
     audit.add_argument("--json", type=Path, metavar="PATH", help="write the report as JSON")
     audit.add_argument("--html", type=Path, metavar="PATH", help="write the report as a self-contained HTML page")
     audit.add_argument("--verbose", "-v", action="store_true", help="show more worst instances and what was read and replaced")
@@ -134,6 +139,9 @@ def run_audit(args: argparse.Namespace) -> int:
     if tokenizer is not None and is_huggingface_model(model):
         model = af.huggingface(model, tokenizer=tokenizer)  # reports show the tokenizer's tokens
     check_vocabulary(inputs["input_ids"], vocabulary_size(model, tokenizer), args.inputs)
+    if args.estimate:
+        print(f"attnfaith estimate: {af.estimate(model, inputs, **options).describe()}")
+        return 0
     try:
         report = af.audit(model, inputs, **options)
     except AttnFaithError:

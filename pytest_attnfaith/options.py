@@ -82,6 +82,16 @@ def _any_integer(value: Any) -> int:
     return int(value)
 
 
+def _or_none(rule: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``rule``, or None (no limit)."""
+
+    def check(value: Any) -> Any:
+        return None if value is None else rule(value)
+
+    check.expected = f"{rule.expected} or None"  # type: ignore[attr-defined]
+    return check
+
+
 def _optional_integer(value: Any) -> int | None:
     if value is None:
         return None
@@ -332,6 +342,12 @@ class Options:
     worst: int = _option(3, _integer(0))
     redact: bool = _option(False, _boolean, _flag_text)
     progress: bool = _option(False, _boolean, _flag_text)
+    # sequential audits: draw batch_size instances at a time until every required question is decided
+    sequential: bool = _option(False, _boolean, _flag_text)
+    max_instances: int | None = _option(None, _or_none(_integer(1)))
+    # cost budgets: refuse an audit whose estimate (af.estimate) exceeds them, before any counterfactual runs
+    max_passes: int | None = _option(None, _or_none(_integer(1)))
+    budget_seconds: float | None = _option(None, _or_none(_real(0.0, math.inf, lo_open=True, hi_open=True)))
 
     def to_dict(self) -> dict[str, Any]:
         """Every option by name, sequences as lists (JSON)."""

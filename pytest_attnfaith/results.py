@@ -70,7 +70,9 @@ class CheckResult:
     ``"inconclusive"`` (it straddles the threshold; ``instances_needed`` says about how many
     instances would decide it). ``per_instance`` holds one value per instance (NaN where undefined);
     ``flagged`` marks the instances that count against the model; ``note`` says why a verdict could
-    not be reached, where that is the reason.
+    not be reached, where that is the reason. ``observations`` are the values whose mean is the statistic, in
+    instance order (a fraction's 0/1 flags, NaN where an instance is not eligible or undefined), each within
+    ``value_range``: what a sequential audit accumulates over batches (``pytest_attnfaith.sequential``).
     """
 
     name: str
@@ -88,6 +90,8 @@ class CheckResult:
     instances_needed: int | None = None
     note: str = ""
     details: dict[str, Any] = field(default_factory=dict)
+    observations: np.ndarray | None = None
+    value_range: tuple[float, float] | None = None
 
     @property
     def passed(self) -> bool:
@@ -201,6 +205,11 @@ class Report:
 
     def __str__(self) -> str:
         return self.summary()
+
+    @property
+    def instances_used(self) -> int:
+        """How many instances the audit ran on (a sequential audit: how many it drew before it stopped)."""
+        return int(self.instances.get("count", 0))
 
     @property
     def answers(self) -> dict[str, bool | None]:

@@ -258,6 +258,23 @@ def test_folder_without_config_exits_2(tmp_path: Path, capsys: pytest.CaptureFix
     assert "has no config.json" in capsys.readouterr().err
 
 
+def test_estimate_prints_the_cost_without_auditing(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    status = main(["audit", f"{FACTORY_MODULE}:unused", "inputs.jsonl", "--estimate", "--json", "out.json", *FAST])
+    assert status == 0  # the unused model would fail its audit: none ran
+    out = capsys.readouterr().out
+    assert out.startswith("attnfaith estimate: about ") and "model passes" in out and "MiB at peak" in out
+    assert not (workdir / "out.json").exists()
+
+
+def test_the_gpu_benchmark_refuses_clearly_without_cuda(capsys: pytest.CaptureFixture[str]) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: the benchmark would run")
+    from benchmarks import gpu
+
+    assert gpu.main(["some/model"]) == 2
+    assert "no CUDA device here" in capsys.readouterr().err
+
+
 def test_an_inconclusive_check_is_one_line_of_stderr_without_pythons_warning_format(workdir: Path) -> None:
     """0.2 printed ``…/cli.py:128: InconclusiveWarning: …`` and the source line for each inconclusive check."""
     command = ["audit", f"{FACTORY_MODULE}:faithful", "inputs.jsonl", "--limit", "2", "--checks", "uniform,erasure"]

@@ -20,6 +20,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("explainers",),
     ("checks",),
     ("head_atlas", "probes", "audit", "explanation_audit"),
+    ("cost", "sources", "sequential"),
     ("assertions",),
     ("report",),
     ("plugin", "cli", "demo", "strategies", "zoo", ""),

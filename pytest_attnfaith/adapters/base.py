@@ -29,7 +29,7 @@ from pytest_attnfaith.adapters.inputs import (
     last_positions,
     query_position,
 )
-from pytest_attnfaith.adapters.outputs import NonFiniteOutputError, available_device
+from pytest_attnfaith.adapters.outputs import NonFiniteOutputError, available_device, dispatched_device
 from pytest_attnfaith.adapters.passes import Edit, Forward, QueryRows, _Armed
 from pytest_attnfaith.adapters.patches import exclusive
 from pytest_attnfaith.adapters.reading import Reading
@@ -197,10 +197,11 @@ class AttentionModel(ABC):
 
     @property
     def device(self) -> torch.device:
-        if self.options.device is not None:
+        if self.options.device is not None and dispatched_device(self.module) is None:
             return torch.device(self.options.device)
-        for tensor in self.module.parameters():
-            return tensor.device
+        for device in (dispatched_device(self.module), *(tensor.device for tensor in self.module.parameters())):
+            if device is not None:
+                return device
         return torch.device("cpu")
 
     @contextlib.contextmanager
@@ -209,13 +210,15 @@ class AttentionModel(ABC):
         KeyboardInterrupt. ``options``: the audit's options (or a ``Reading``), of which the adapter keeps the
         ``Reading``. One session per model at a time: another thread's session on the same model waits."""
         with exclusive(self.module):
-            check_weights(self.module)
+            if dispatched_device(self.module) is None:  # offloaded weights are on meta by design
+                check_weights(self.module)
             options = self.options = Reading.of(options)
             if options.device is not None:
                 available_device(options.device)
             training = {name: sub.training for name, sub in self.module.named_modules()}
             original = next((t.device for t in self.module.parameters()), None)
             moved = original is not None and options.device is not None and torch.device(options.device) != original
+            moved = moved and dispatched_device(self.module) is None  # accelerate's hooks place a dispatched model
             try:
                 self.targets, self.tap.causal = self.resolve_targets(options.targets), None
                 if moved:

@@ -49,6 +49,17 @@ def available_device(name: str) -> torch.device:
     return device
 
 
+def dispatched_device(module: torch.nn.Module) -> torch.device | None:
+    """Where a model dispatched by accelerate (``device_map``, CPU or disk offload) takes its inputs: its first
+    hook's execution device; None when it is not dispatched. Its weights stay where accelerate put them (some on
+    ``meta``, loaded by the hooks for each pass), so the audit neither moves it nor reads their device."""
+    for sub in module.modules():
+        device = getattr(getattr(sub, "_hf_hook", None), "execution_device", None)
+        if device is not None:
+            return torch.device(f"cuda:{device}" if isinstance(device, int) else device)
+    return None
+
+
 def available_devices() -> list[str]:
     """The devices this process can run on: cpu, then every CUDA device, then mps."""
     devices = ["cpu"]

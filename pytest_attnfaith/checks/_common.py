@@ -46,7 +46,7 @@ def mean_result(
     values the result shows, when they are not the averaged ones (ERASER's raw scores beside their gain over
     random orderings); NaN wherever ``values`` is."""
     estimate = mean_interval(values, context.options.confidence, context.seed(f"interval:{name}"), bounds)
-    return _result(
+    result = _result(
         context,
         name=name,
         estimate=estimate,
@@ -59,6 +59,8 @@ def mean_result(
         details=details or {},
         why_undefined=why_undefined,
     )
+    result.observations, result.value_range = np.asarray(values, dtype=np.float64), bounds
+    return result
 
 
 def tau_result(
@@ -106,7 +108,7 @@ def fraction_result(
     or below ``threshold``."""
     flagged = flagged & eligible
     estimate = fraction_interval(int(flagged.sum()), int(eligible.sum()), context.options.confidence)
-    return _result(
+    result = _result(
         context,
         name=name,
         estimate=estimate,
@@ -118,6 +120,8 @@ def fraction_result(
         meaning=meaning,
         details={"eligible": estimate.count, **(details or {})},
     )
+    result.observations, result.value_range = np.where(eligible, flagged, np.nan).astype(np.float64), (0.0, 1.0)
+    return result
 
 
 def _result(

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from pytest_attnfaith.errors import AttnFaithError
-from pytest_attnfaith.plugin import threads
+from pytest_attnfaith.plugin import devices, threads
 from pytest_attnfaith.plugin.fixture import AttnFaith
 from pytest_attnfaith.plugin.recorder import Recorder
 from pytest_attnfaith.plugin.settings import MARKER, add_ini_keys, configured_options, marker_options
@@ -53,6 +53,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         type="bool",
         default=True,
     )
+    parser.addini(
+        devices.INI_KEY,
+        "pytest-xdist workers each see one GPU (CUDA_VISIBLE_DEVICES, shared out from the one the user set) (default: true)",
+        type="bool",
+        default=True,
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -65,6 +71,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
         config.pluginmanager.register(PytestHtmlColumns(config), HTML_COLUMNS)
     worker = getattr(config, "workerinput", None)
+    if worker is not None and config.getini(devices.INI_KEY):
+        devices.pin_worker(worker=str(worker.get("workerid", "")))
     if worker is not None and config.getini(threads.INI_KEY):
         threads.share_cores(int(worker["workercount"]))
 

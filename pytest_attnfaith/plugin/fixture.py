@@ -32,7 +32,7 @@ class AttnFaith:
 
     def audit(self, model: Any, inputs: Any, **options: Any) -> Report:
         """``af.audit`` with the merged options; returns the ``Report`` (recorded for the reports)."""
-        from pytest_attnfaith.audit import audit
+        from pytest_attnfaith.sequential import audit
 
         return audit(model, inputs, **self.merged(**options))
 
