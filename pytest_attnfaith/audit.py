@@ -15,7 +15,7 @@ import contextlib
 import platform
 import sys
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -29,6 +29,7 @@ from pytest_attnfaith.adapters.sink import exclude_sink, excluded, sink_mass
 from pytest_attnfaith.checks import CHECKS, Context
 from pytest_attnfaith.checks._common import real_rows
 from pytest_attnfaith.errors import InconclusiveWarning
+from pytest_attnfaith.image_maps import image_record
 from pytest_attnfaith.options import QUESTIONS, Options, questions_for, resolve_options
 from pytest_attnfaith.results import CheckResult, Report, question_answer
 
@@ -43,13 +44,17 @@ def audit(model: Any, inputs: Any, checks: Any = None, seed: int = 0, **options:
     """Audit the attention of ``model`` on ``inputs`` and return a ``Report`` (never raises on a failing verdict).
 
     ``model``: ``af.wrap(net, ...)`` or a Hugging Face ``PreTrainedModel``. ``inputs``: a mapping
-    with ``input_ids`` (B, T), optional ``attention_mask`` and ``special_tokens_mask``.
+    with ``input_ids`` (B, T) — or ``pixel_values`` (B, C, H, W), ``inputs_embeds``, audio features: the positions are
+    then the embeddings' output's (``adapters.vision``) — optional ``attention_mask`` and ``special_tokens_mask``.
     ``checks``: names of checks (None: all six). Options are documented in ``docs/``.
     """
     resolved = resolve_options(checks=checks, seed=seed, **options)
     with opened(model, inputs, resolved) as context:
         results = run_checks(context, resolved.checks)
         instances = instances_of(context)
+        image = image_record(context, results)
+        if image is not None:
+            instances["image"] = image
         sink = excluded(resolved.sink, context.model.causal_attention())
         reading = _reading(context, sink, instances["sink_mass"])  # before describe(): its pass is counted there
         per_head = atlas.per_head_rows(context, results) if resolved.per_head else []
@@ -65,9 +70,10 @@ def opened(model: Any, inputs: Any, options: Options) -> Iterator[Context]:
     """The audit's session on ``model`` and ``inputs``: adapter in session, batch on its device, the reference
     pass (its attention checked to be a distribution), the sink excluded per ``sink``; the model restored on exit."""
     adapter = as_attention_model(model)
-    batch = prepare_batch(inputs)
+    ids = not isinstance(inputs, Mapping) or "input_ids" in inputs  # without ids the session counts the positions
+    batch = prepare_batch(inputs) if ids else None
     with adapter.session(options):
-        batch = batch.to(adapter.device)
+        batch = (batch or prepare_batch(inputs, positions=adapter.count_positions)).to(adapter.device)
         if excluded(options.sink, adapter.attention_is_causal(batch)):
             batch = exclude_sink(batch)
         reference = adapter.forward_chunked(batch, record_layers=options.per_head)

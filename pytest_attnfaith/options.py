@@ -69,6 +69,7 @@ class Options:
     mask_token_id: int | None = None
     # explanations: ERASER's bins and removal, the random orderings they are judged against, the explainers' budgets
     removal: str = "delete"
+    baseline: str | tuple[float, ...] = "zero"  # inputs without token ids: what replaces a removed position's embedding
     aopc_bins: tuple[float, ...] = (0.01, 0.05, 0.1, 0.2, 0.5)
     random_orderings: int = 10
     ig_steps: int = 50
@@ -108,6 +109,7 @@ class Options:
         for name in ("checks", "require", "aopc_bins", "explanation_require", "suggest_explainers"):
             out[name] = list(out[name])
         out["targets"] = list(self.targets) if self.targets is not None else None
+        out["baseline"] = self.baseline if isinstance(self.baseline, str) else list(self.baseline)
         return out
 
 
@@ -229,6 +231,22 @@ def _is_integer(value: Any) -> bool:
     return not isinstance(value, bool) and hasattr(value, "__index__")
 
 
+def _baseline(value: Any) -> str | tuple[float, ...]:
+    """``"zero"``, ``"mean"``, or a vector (D,) (a tensor or a sequence of finite numbers) kept as a tuple."""
+    expected = "'zero', 'mean', or a vector of D finite numbers (a 1-D tensor or a list)"
+    if isinstance(value, str):
+        if value not in ("zero", "mean"):
+            raise _bad(value, expected)
+        return value
+    try:
+        vector = [float(v) for v in (value.detach().cpu().reshape(-1).tolist() if hasattr(value, "detach") else value)]
+    except (TypeError, ValueError):
+        raise _bad(value, expected) from None
+    if not vector or not all(math.isfinite(v) for v in vector) or (hasattr(value, "dim") and value.dim() != 1):
+        raise _bad(value, expected)
+    return tuple(vector)
+
+
 def _device(value: Any) -> str | None:
     if value is None:
         return None
@@ -267,6 +285,7 @@ _RULES: dict[str, Callable[[Any], Any]] = {
     "loo": _choice("delete", "mask"),
     "mask_token_id": _optional_integer,
     "removal": _choice("delete", "mask"),
+    "baseline": _baseline,
     "aopc_bins": _bins,
     "random_orderings": _integer(1),
     "ig_steps": _integer(2),

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from pytest_attnfaith.adapters import vision
 from pytest_attnfaith.adapters.inputs import Batch
 from pytest_attnfaith.errors import AttentionUnavailableError, AttnFaithError
 from pytest_attnfaith.formatting import plural
@@ -369,6 +370,8 @@ class AttentionModel(ABC):
 
     def tokens(self, batch: Batch) -> list[list[str]]:
         """Per instance, the display text of each real token (ids where no vocabulary is known; one string per id)."""
+        if batch.input_ids is None:
+            return vision.position_names(batch)
         names: dict[int, str] = {}
         return [
             [names.setdefault(i, str(i)) for i, keep in zip(row, real, strict=True) if keep]
@@ -393,7 +396,7 @@ class AttentionModel(ABC):
         if batch.heads is not None:
             return batch.heads
         if self.options.replace == "head" and self.options.head != "mean":
-            return torch.full((batch.size,), int(self.options.head), device=batch.input_ids.device)
+            return torch.full((batch.size,), int(self.options.head), device=batch.device)
         return None
 
     def resolve_targets(self, targets: tuple[Any, ...] | None) -> Tensor | None:
@@ -490,7 +493,7 @@ class AttentionModel(ABC):
                 )
             if replace is not None:
                 replaced = replace(output)
-                if replaced.shape != output.shape:
+                if replaced.shape[::2] != output.shape[::2]:  # positions may be deleted (adapters.vision)
                     raise AttnFaithError(
                         f"the replaced embeddings have shape {tuple(replaced.shape)}; expected {tuple(output.shape)}"
                     )
@@ -506,6 +509,10 @@ class AttentionModel(ABC):
             yield
         finally:
             handle.remove()
+
+    def count_positions(self, inputs: Mapping[str, Any]) -> int:
+        """T of the embeddings' output on inputs without token ids (``adapters.vision``); in session only."""
+        return vision.count_positions(self.module, self.embeddings_module(), inputs)
 
     def _prepare(self, batch: Batch) -> None:  # noqa: B027 (a hook: doing nothing is the default)
         """Called before every pass (adapters that discover the model's structure on first use override it)."""
@@ -542,7 +549,7 @@ class AttentionModel(ABC):
         )
         self.tap.arm(armed)
         self._capture_embeddings = capture_embeddings
-        self._replace_embeddings = embeddings
+        self._replace_embeddings = vision.edit_positions(batch, self.options.baseline, embeddings)
         self._embeddings_leaf = None
         self._layer_rows = {} if record_layers else None
         try:

@@ -112,15 +112,15 @@ class Context:
         one deleted) is not run: NaN. Deleted rows run in groups of equal length. ``option`` names the option that
         chose ``how``, for its error."""
         batch = self.batch
-        instances, removed = instances.to(batch.input_ids.device), removed.to(batch.input_ids.device)
-        token = self.removal_token(option) if how == "mask" else None
+        instances, removed = instances.to(batch.device), removed.to(batch.device)
+        token = self.removal_token(option) if how == "mask" and batch.input_ids is not None else None
 
         def edit(rows: Tensor) -> Batch:
-            if token is not None:
+            if how == "mask":  # without token ids: the positions' embeddings replaced by the baseline
                 return batch.replaced(instances[rows], removed[rows], token)
             return batch.without(instances[rows], removed[rows])
 
-        if token is not None:
+        if how == "mask":
             groups = [torch.arange(len(instances), device=instances.device)]
         else:
             visible = (batch.attention_mask.bool()[instances] & ~removed).any(dim=1)

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from pytest_attnfaith.adapters import hf_decoder, hf_fast, hf_query
+from pytest_attnfaith.adapters import hf_decoder, hf_fast, hf_query, vision
 from pytest_attnfaith.adapters.base import AttentionModel, QueryRows
 from pytest_attnfaith.adapters.inputs import Batch
 from pytest_attnfaith.adapters.rowcache import RowCache, per_instance, row_keys_of
@@ -101,6 +101,8 @@ class HuggingFaceModel(AttentionModel):
                 config._attn_implementation_internal = implementation
 
     def embeddings_module(self) -> nn.Module:
+        if vision.model_input(self.module) != "input_ids":
+            return vision.vision_embeddings(self.module)
         try:
             embeddings = self.module.get_input_embeddings()  # type: ignore[operator]
         except NotImplementedError:
@@ -240,7 +242,8 @@ class HuggingFaceModel(AttentionModel):
             self.path = "softmax"
             self.layers = _blocks(self.module)
         else:
-            self._stack = hf_fast.find_stack(self.module, [layer.module for layer in self.layers]) if self.shortcuts else None
+            shortcuts = self.shortcuts and batch.input_ids is not None  # the shortcuts follow token ids
+            self._stack = hf_fast.find_stack(self.module, [layer.module for layer in self.layers]) if shortcuts else None
         self.default_query = "last" if any(layer.causal for layer in self.layers) else "first"
         if self._stack is not None and self._generative() and all(layer.causal for layer in self.layers):
             self._decoder = hf_decoder.DecoderShortcut(self.module, self._stack, self.options.batch_size)
@@ -619,8 +622,7 @@ class HuggingFaceModel(AttentionModel):
         return None
 
     def tokens(self, batch: Batch) -> list[list[str]]:
-        tokenizer = self.loaded_tokenizer()
-        if tokenizer is None:
+        if batch.input_ids is None or (tokenizer := self.loaded_tokenizer()) is None:
             return super().tokens(batch)
         out = []
         for row, real in zip(batch.input_ids.tolist(), batch.real.tolist(), strict=True):
@@ -760,6 +762,7 @@ def _validate(model: nn.Module, tokenizer: Any) -> None:
         raise AttnFaithError(
             f"{name} is not a transformers PreTrainedModel; expected one, or af.wrap(net, ...) for other modules"
         )
+    vision.refuse_windowed(model)
     if getattr(model.config, "is_encoder_decoder", False):
         raise AttnFaithError(
             f"{name} is an encoder-decoder model; expected an encoder or decoder with a sequence classification or LM head"

@@ -82,7 +82,7 @@ class WrappedModel(AttentionModel):
 
     def tokens(self, batch: Batch) -> list[list[str]]:
         """The vocabulary's text of each real token (ids without a vocabulary)."""
-        if self.vocabulary is None:
+        if self.vocabulary is None or batch.input_ids is None:
             return super().tokens(batch)
         decode = self.vocabulary.decode
         return [

@@ -95,7 +95,8 @@ def _all_orders(n: int) -> Tensor:
 def _check_empty_coalition(context: Context) -> None:
     """With ``removal="delete"``, the empty coalition must leave something to run: a special token."""
     if context.options.removal == "mask":
-        context.removal_token("removal")
+        if context.batch.input_ids is not None:  # without token ids the baseline replaces a position
+            context.removal_token("removal")
         return
     kept = (context.batch.attention_mask.bool() & ~context.batch.real).any(dim=1).to(context.real.device)
     orphan = ((context.real_count >= 2) & ~kept).nonzero()
