@@ -9,7 +9,7 @@ statistic. ``special_tokens_mask`` (B, T) in the inputs says otherwise.
 
 A position is removed in the embeddings' output, after the position embeddings were added: deleted (the row
 shortened, as ``removal="delete"`` deletes a token) or replaced by the ``baseline`` (``removal="mask"``,
-``loo="mask"``): ``"zero"`` (the zero vector), ``"mean"`` (the mean of the instance's real positions'
+``loo="mask"``): ``"zero"`` (the zero vector), ``"mean"`` (the mean over the instance's real positions, removed or not, of their
 embeddings) or a vector (D,).
 """
 
@@ -151,7 +151,7 @@ def edit_positions(batch: Batch, baseline: str | tuple[float, ...], then: Any = 
             out = native.gather(1, index)
         if blanked is not None:
             gone = blanked.to(native.device).unsqueeze(-1)
-            out = torch.where(gone, baseline_embeddings(out, real & ~blanked, baseline), out)
+            out = torch.where(gone, baseline_embeddings(out, real, baseline), out)
         return then(out) if then is not None else out
 
     return edit

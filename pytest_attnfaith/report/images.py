@@ -17,6 +17,7 @@ from pytest_attnfaith.formatting import compact
 
 PANEL_PX = 150
 GREY_LOW, GREY_HIGH = 70, 235
+MAX_OPACITY = 0.7  # the largest |value| still lets the image show through
 TITLES = {
     "attention": "attention",
     "rollout": "rollout",
@@ -93,7 +94,7 @@ def _patches(name: str, values: list[float | None], grid: tuple[int, int], heigh
         r, c = divmod(position, columns)
         if value is None:
             continue
-        alpha = min(1.0, abs(value) / scale) * 0.85 if scale > 0 else 0.0
+        alpha = min(1.0, abs(value) / scale) * MAX_OPACITY if scale > 0 else 0.0
         colour = NEGATIVE if value < 0 else COLOURS.get(name, "87, 96, 106")
         shapes.append(
             f'<rect x="{c * pw:.2f}" y="{r * ph:.2f}" width="{pw:.2f}" height="{ph:.2f}" fill="rgba({colour}, {alpha:.2f})" '
