@@ -31,6 +31,7 @@ from pytest_attnfaith.options import (
     QUESTIONS,
     Options,
 )
+from pytest_attnfaith.report import html as _html  # noqa: F401 - registers how a Report renders in a notebook
 
 if TYPE_CHECKING:
     from pytest_attnfaith.adapters import AttentionModel, wrap

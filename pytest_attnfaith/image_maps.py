@@ -17,11 +17,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from pytest_attnfaith.adapters.base import Forward
-from pytest_attnfaith.adapters.context import Context
+from pytest_attnfaith.adapters.passes import Forward
 from pytest_attnfaith.checks._common import real_rows
 from pytest_attnfaith.explainers import EXPLAINERS
 from pytest_attnfaith.results import CheckResult
+from pytest_attnfaith.session import Context
 from pytest_attnfaith.worst import worst_by_instance
 
 MAX_SIDE = 64

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, overload
 
@@ -17,6 +17,9 @@ import numpy as np
 from pytest_attnfaith.formatting import plural
 
 SCHEMA_VERSION = 2
+HTML_RENDERERS: dict[str, Callable[[dict[str, Any], str], str]] = {}
+"""Result objects do not render themselves: the report layer registers how a report's dict becomes HTML (name →
+``render(report_dict, label)``), so that nothing here imports a layer above."""
 
 
 class RaggedRows(Sequence[list[float]]):
@@ -215,11 +218,12 @@ class Report:
         kwargs.setdefault("indent", 2)
         return json.dumps(self.to_dict(), **kwargs)
 
-    def _repr_html_(self) -> str:
-        """The audit as the HTML report shows it (checks, Jain & Wallace figures, heat maps): what a notebook displays."""
-        from pytest_attnfaith.report.html import audit_html
-
-        return audit_html(self.to_dict(), f"audit of {self.model.get('class', 'a model')}")
+    def _repr_html_(self) -> str | None:
+        """The audit as the HTML report shows it (checks, Jain & Wallace figures, heat maps): what a notebook displays.
+        Rendered by the report layer (``report.html`` registers itself in ``HTML_RENDERERS``; importing
+        ``pytest_attnfaith`` imports it); None (the text repr) if no renderer is registered."""
+        render = HTML_RENDERERS.get("audit")
+        return render(self.to_dict(), f"audit of {self.model.get('class', 'a model')}") if render else None
 
     def summary(self) -> str:
         """A few lines: the verdict, each question's answer, each check with its interval against its threshold."""

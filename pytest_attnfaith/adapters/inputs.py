@@ -156,24 +156,21 @@ def _binary(name: str, value: Any, shape: torch.Size, what: str) -> Tensor:
     return value
 
 
-PositionCount = Callable[[Mapping[str, Any]], int]
-"""T of inputs without token ids: the length of the embeddings' output (the adapter's ``count_positions``)."""
-
-
-def prepare_batch(inputs: Any, positions: PositionCount | None = None) -> Batch:
+def prepare_batch(inputs: Any) -> Batch:
     """Validate user inputs (a mapping such as a tokenizer's ``BatchEncoding``) into a ``Batch``.
 
-    Inputs without ``input_ids`` (``pixel_values``, ``inputs_embeds``, audio features) are validated by
-    ``adapters.vision``, which asks ``positions`` (the adapter) how many positions the embeddings output."""
+    Inputs without ``input_ids`` (``pixel_values``, ``inputs_embeds``, audio features) need the model to count
+    their positions: ``adapters.vision.prepare_positions``, as ``af.audit`` calls it."""
     if not isinstance(inputs, Mapping):
         raise AttnFaithError(
             f"inputs is a {type(inputs).__name__}; expected a mapping with 'input_ids' (B, T) or 'pixel_values' "
             "(B, C, H, W), e.g. a tokenizer's or an image processor's output"
         )
     if "input_ids" not in inputs:
-        from pytest_attnfaith.adapters.vision import prepare_positions
-
-        return prepare_positions(inputs, positions)
+        raise AttnFaithError(
+            f"inputs has no 'input_ids' (keys: {sorted(inputs)}); expected integer token ids of shape (B, T), or "
+            "pixel_values (B, C, H, W) passed with the model (af.audit(model, inputs)), which counts their positions"
+        )
     ids = inputs["input_ids"]
     if not isinstance(ids, Tensor):
         raise AttnFaithError(f"inputs['input_ids'] is a {type(ids).__name__}; expected an integer tensor of shape (B, T)")

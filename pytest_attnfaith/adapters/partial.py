@@ -30,10 +30,10 @@ import torch.fx as fx
 from torch import Tensor, nn
 from torch.nn.utils import rnn
 
-from pytest_attnfaith.adapters.base import AttentionTap
+from pytest_attnfaith.adapters.reading import Reading
 from pytest_attnfaith.adapters.rowcache import RowCache, per_instance
+from pytest_attnfaith.adapters.tap import AttentionTap
 from pytest_attnfaith.metrics import logits_of
-from pytest_attnfaith.options import Options
 
 LEAF_FUNCTIONS = ("pack_padded_sequence", "pad_packed_sequence", "pack_sequence", "pad_sequence")
 RTOL, ATOL = 1e-5, 1e-6
@@ -204,7 +204,7 @@ class PartialForward:
         self.note = "not used yet: full forward passes"
         self.reset()
 
-    def reset(self, capacity: int = Options.batch_size) -> None:
+    def reset(self, capacity: int = Reading.batch_size) -> None:
         """Forget the plan and the cache (a new session: the weights or the device may have changed).
 
         The cache holds at most ``capacity`` instances (the audit's ``batch_size``): when full it starts

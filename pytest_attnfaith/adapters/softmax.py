@@ -20,7 +20,7 @@ import torch.nn.functional as F  # noqa: N812
 from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
-from pytest_attnfaith.adapters.base import AttentionTap
+from pytest_attnfaith.adapters.tap import AttentionTap
 
 
 class _PassThrough(TorchFunctionMode):

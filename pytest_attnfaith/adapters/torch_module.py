@@ -23,7 +23,6 @@ from pytest_attnfaith.adapters.softmax import SoftmaxInterceptor
 from pytest_attnfaith.adapters.vocabulary import Vocabulary
 from pytest_attnfaith.errors import AttnFaithError
 from pytest_attnfaith.metrics import distribution_tolerance
-from pytest_attnfaith.options import Options
 
 INTERCEPT_MODES = ("auto", "output", "softmax")
 
@@ -91,7 +90,7 @@ class WrappedModel(AttentionModel):
         ]
 
     @contextlib.contextmanager
-    def session(self, options: Options) -> Iterator[AttentionModel]:
+    def session(self, options: Any) -> Iterator[AttentionModel]:
         """``AttentionModel.session``, after checking that ``layer`` names the one attention this model has."""
         if options.layer not in (0, -1):
             raise AttnFaithError(

@@ -15,13 +15,13 @@ embeddings) or a vector (D,).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from pytest_attnfaith.adapters.inputs import Batch, PositionCount, assemble_batch
+from pytest_attnfaith.adapters.inputs import Batch, assemble_batch
 from pytest_attnfaith.errors import AttentionUnavailableError, AttnFaithError
 
 POSITION_INPUTS = ("pixel_values", "inputs_embeds", "input_values", "input_features")
@@ -46,8 +46,9 @@ WINDOWED = {
 }
 
 
-def prepare_positions(inputs: Mapping[str, Any], positions: PositionCount | None) -> Batch:
-    """The ``Batch`` of inputs without ``input_ids``: their positions are the embeddings' output's."""
+def prepare_positions(inputs: Mapping[str, Any], positions: Callable[[Mapping[str, Any]], int]) -> Batch:
+    """The ``Batch`` of inputs without ``input_ids``: their positions are the embeddings' output's, T of them as
+    ``positions(inputs)`` (the adapter's ``count_positions``) counts."""
     primary = next((key for key in POSITION_INPUTS if key in inputs), None)
     if primary is None:
         raise AttnFaithError(
@@ -63,11 +64,6 @@ def prepare_positions(inputs: Mapping[str, Any], positions: PositionCount | None
         raise AttnFaithError(f"inputs['pixel_values'] has shape {tuple(values.shape)}; expected (B, C, H, W)")
     if values.dim() < 2 or values.shape[0] == 0 or values.numel() == 0:
         raise AttnFaithError(f"inputs[{primary!r}] is empty (shape {tuple(values.shape)}); expected at least one instance")
-    if positions is None:
-        raise AttnFaithError(
-            f"inputs[{primary!r}] has no token ids: the positions are the embeddings' output, so a model is needed "
-            "to count them; pass these inputs to af.audit(model, inputs)"
-        )
     length = positions(inputs)
     special, grid = image_layout(length, values.shape) if primary == "pixel_values" else (0, None)
     leading = torch.zeros(values.shape[0], length, dtype=torch.long, device=values.device)

@@ -20,8 +20,8 @@ import torch
 from torch import Tensor
 
 from pytest_attnfaith.adapters import vision
-from pytest_attnfaith.adapters.context import Context
 from pytest_attnfaith.adapters.inputs import Batch
+from pytest_attnfaith.session import Context
 
 
 def quadrature(method: str, steps: int) -> tuple[np.ndarray, np.ndarray]:

@@ -33,7 +33,7 @@ from pytest_attnfaith.report.baseline import regressions_of
 from pytest_attnfaith.report.images import image_maps_html
 from pytest_attnfaith.report.outcomes import OUTCOME_TEXT, OUTCOMES, failure_note, unaudited_failures, verdict_state
 from pytest_attnfaith.report.terminal import audits, importances_of, verdict
-from pytest_attnfaith.results import format_interval
+from pytest_attnfaith.results import HTML_RENDERERS, format_interval
 from pytest_attnfaith.worst import defined, flag_count, instance_rows, shown_note, shown_positions, worst_by_instance
 
 VERDICT_CLASS = {"passed": "pass", "failed": "fail", "inconclusive": "inconclusive"}
@@ -391,3 +391,6 @@ def _heat_cell(name: str, values: Sequence[float | None], position: int, scale: 
 
 def _number(value: float | None) -> str:
     return "nan" if value is None else f"{value:.3f}"
+
+
+HTML_RENDERERS["audit"] = audit_html

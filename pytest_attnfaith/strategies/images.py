@@ -78,7 +78,8 @@ def perturbed_images(
     if not isinstance(pixels, Tensor) or pixels.dim() != 4 or not pixels.is_floating_point():
         raise AttnFaithError("base_inputs['pixel_values'] must be a floating-point tensor (B, C, H, W)")
     height, width = pixels.shape[-2:]
-    if isinstance(patch_size, bool) or not isinstance(patch_size, int) or patch_size < 1 or height % patch_size or width % patch_size:
+    divides = isinstance(patch_size, int) and not isinstance(patch_size, bool) and patch_size >= 1
+    if not divides or height % patch_size or width % patch_size:
         raise AttnFaithError(f"patch_size={patch_size!r} is not valid: expected an integer that divides H={height} and W={width}")
     if isinstance(max_edits, bool) or not isinstance(max_edits, int) or max_edits < 0:
         raise AttnFaithError(f"max_edits={max_edits!r} is not valid: expected an integer >= 0")

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import pytest_attnfaith as af
-from pytest_attnfaith.adapters import prepare_batch
+from pytest_attnfaith.adapters.vision import prepare_positions
 from pytest_attnfaith.options import EXPLAINER_NAMES, resolve_options
 
 FAST = {"permutations": 30, "adversaries": 3, "adversarial_steps": 100}
@@ -63,7 +63,7 @@ def test_a_removed_patch_is_edited_in_the_embeddings_after_the_position_embeddin
     removed = torch.zeros(3, 17, dtype=torch.bool)
     removed[:, 6] = True
     with net.session(resolve_options(baseline=baseline)):
-        batch = prepare_batch({"pixel_values": images}, positions=net.count_positions)
+        batch = prepare_positions({"pixel_values": images}, net.count_positions)
         edited = batch.without(torch.arange(3), removed) if how == "delete" else batch.replaced(torch.arange(3), removed, None)
         probs = net.forward(edited).probs
     with torch.no_grad():
