@@ -1,8 +1,9 @@
 """The figures of ``docs/vision.md``: attention over images, on scikit-learn's 8×8 digits.
 
-One command, one process, one torch thread (writes ``benchmarks/vision.json``, which the page quotes):
+One command, one process, one torch thread (writes ``benchmarks/vision.json``, which the page quotes; ``--tables``
+prints the page's tables from it):
 
-    nice -n 10 .venv/bin/python -m benchmarks.vision
+    .venv/bin/python -m benchmarks.vision --instances 150
 
 Two ``vision_zoo.PatchClassifier`` twins (2×2 patches → 16 positions + a class token), trained with seed 0 on
 the first 1,500 digits: ``cls`` (the class token's attention pooling is the only path from the patches to the
@@ -90,10 +91,41 @@ def trained_vit(seed: int = 0, epochs: int = 15) -> tuple[tf.ViTForImageClassifi
     return vit, images[1500:], accuracy
 
 
+def interval(check: dict[str, Any]) -> str:
+    low, high = check["interval"]
+    return f"{check['statistic']:.3f} [{low:.3f}, {high:.3f}] {check['verdict']}"
+
+
+def tables(result: dict[str, Any]) -> str:
+    """The page's tables (markdown) from ``vision.json``: the audits, then the explanations under both removals."""
+    models = {**{f"`{pool}`": twin for pool, twin in result["twins"].items()}, "`vit`": result["vit"]}
+    checks = list(next(iter(models.values()))["audit"]["checks"])
+    lines = [
+        "| model | accuracy | used | agrees | unique | " + " | ".join(checks) + " |",
+        "|---|---|---|---|---|" + "---|" * len(checks),
+    ]
+    for name, model in models.items():
+        audit = model["audit"]
+        answers = " | ".join(audit["verdicts"][q] for q in ("used", "agrees", "unique"))
+        cells = " | ".join(interval(audit["checks"][c]) for c in checks)
+        lines.append(f"| {name} | {model['accuracy']:.3f} | {answers} | {cells} |")
+    lines += ["", "| model | removal | explainer | comprehensiveness | sufficiency |", "|---|---|---|---|---|"]
+    for name, model in models.items():
+        for removal, reports in model["explanations"].items():
+            for explainer, report in reports.items():
+                c, s = report["checks"]["comprehensiveness"], report["checks"]["sufficiency"]
+                lines.append(f"| {name} | {removal} | {explainer} | {interval(c)} | {interval(s)} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--instances", type=int, default=297, help="held-out digits audited (at most 297)")
+    parser.add_argument("--tables", action="store_true", help="print the page's tables from vision.json and stop")
     args = parser.parse_args()
+    if args.tables:
+        print(tables(json.loads(OUT.read_text(encoding="utf-8"))))
+        return
     torch.set_num_threads(1)
     result: dict[str, Any] = {"command": "python -m benchmarks.vision", "instances": args.instances, "twins": {}}
     for pool in ("cls", "mean"):
@@ -115,6 +147,7 @@ def main() -> None:
         "audit": summary(af.audit(vit, inputs)),
         "explanations": explanations(vit, inputs, ("attention", "rollout", *EXPLAINERS[1:])),
     }
+    result["command"] = f"python -m benchmarks.vision --instances {args.instances}"
     OUT.write_text(json.dumps(result, indent=1, default=float) + "\n", encoding="utf-8")
     print(
         json.dumps({k: v["audit"]["verdicts"] for k, v in result["twins"].items()} | {"vit": result["vit"]["audit"]["verdicts"]})
