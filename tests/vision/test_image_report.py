@@ -45,3 +45,11 @@ def test_a_redacted_image_audit_shows_no_pixels():
     report = af.audit(build_vision("vit"), {"pixel_values": images(2)}, checks=["uniform"], redact=True)
     assert report.instances["image"]["pixels"] == []
     assert 'aria-label="image"' not in report._repr_html_()
+
+
+def test_the_explanations_section_of_an_image_audit_shows_the_image(attentive_digits):
+    net = af.wrap(attentive_digits.model, attention="attention", embeddings="embeddings")
+    comparison = af.compare_explanations(net, {"pixel_values": attentive_digits.held_out[:6]}, ["attention", "leave_one_out"])
+    html = render_html(session_document({"test_maps": [report.to_dict() for report in comparison.reports.values()]}))
+    assert html.count('aria-label="image"') == 2  # its first two instances
+    assert html.count('aria-label="leave-one-out"') == 2
