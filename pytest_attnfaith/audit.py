@@ -20,7 +20,7 @@ import numpy as np
 import scipy
 import torch
 
-from pytest_attnfaith import _recording, atlas, progress
+from pytest_attnfaith import _recording, head_atlas, progress
 from pytest_attnfaith.adapters.sink import sink_mass
 from pytest_attnfaith.checks import CHECKS, Context
 from pytest_attnfaith.checks._common import real_rows
@@ -53,7 +53,7 @@ def audit(model: Any, inputs: Any, checks: Any = None, seed: int = 0, **options:
         if image is not None:
             instances["image"] = image
         reading = _reading(context, instances["sink_mass"])  # before describe(): its pass is counted there
-        per_head = atlas.per_head_rows(context, results) if resolved.per_head else []
+        per_head = head_atlas.per_head_rows(context, results) if resolved.per_head else []
         described = {**context.model.describe(), **reading}
     report = build_report(results, resolved, described, instances, per_head)
     warn_inconclusive(report)

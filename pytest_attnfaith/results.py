@@ -14,7 +14,7 @@ from typing import Any, overload
 
 import numpy as np
 
-from pytest_attnfaith.formatting import plural
+from pytest_attnfaith.formatting import fixed, plural
 
 SCHEMA_VERSION = 2
 HTML_RENDERERS: dict[str, Callable[[dict[str, Any], str], str]] = {}
@@ -99,8 +99,8 @@ class CheckResult:
         relation = ">=" if self.higher_is_better else "<="
         verdict = {"passed": "passed", "failed": "FAILED"}.get(self.verdict, "INCONCLUSIVE")
         line = (
-            f"{self.name}: {self.statistic_name} = {_fmt(self.statistic)} {format_interval(self.interval)} "
-            f"(required {relation} {_fmt(self.threshold)}) {verdict}"
+            f"{self.name}: {self.statistic_name} = {fixed(self.statistic)} {format_interval(self.interval)} "
+            f"(required {relation} {fixed(self.threshold)}) {verdict}"
         )
         return f"{line}: {self.reason()}" if self.verdict == "inconclusive" else line
 
@@ -291,7 +291,7 @@ class Comparison:
         for rank, name in enumerate(self.ranking, start=1):
             report = self.reports[name]
             checks = "; ".join(
-                f"{check.name} {_fmt(check.statistic)} {format_interval(check.interval)} {check.verdict}"
+                f"{check.name} {fixed(check.statistic)} {format_interval(check.interval)} {check.verdict}"
                 for check in report.checks.values()
             )
             lines.append(f"  {rank}. {name}: {'passed' if report.passed else 'FAILED'} ({checks})")
@@ -304,10 +304,6 @@ def format_interval(interval: tuple[float | None, float | None] | list[float | N
     if low is None or high is None or math.isnan(low) or math.isnan(high):
         return "[no interval]"
     return f"[{low:.3f}, {high:.3f}]"
-
-
-def _fmt(value: float) -> str:
-    return "nan" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}"
 
 
 def _clean(value: Any) -> Any:

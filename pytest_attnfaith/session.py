@@ -165,6 +165,7 @@ def opened(model: Any, inputs: Any, options: Options) -> Iterator[Context]:
     batch = prepare_batch(inputs) if ids else None
     with adapter.session(options):
         batch = (batch or vision.prepare_positions(inputs, adapter.count_positions)).to(adapter.device)
+        adapter.check_inputs(batch)
         sink = excluded(options.sink, adapter.attention_is_causal(batch))
         if sink:
             batch = exclude_sink(batch)

@@ -19,7 +19,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("session",),
     ("explainers",),
     ("checks",),
-    ("atlas", "audit", "explanations", "image_maps"),
+    ("head_atlas", "audit", "explanation_audit", "image_maps"),
     ("assertions",),
     ("report",),
     ("plugin", "cli", "demo", "strategies", "zoo", "vision_zoo", ""),

@@ -22,9 +22,10 @@ from torch import Tensor, nn
 
 from pytest_attnfaith.adapters import vision
 from pytest_attnfaith.adapters.chunks import collect_chunks, write_chunk
-from pytest_attnfaith.adapters.inputs import Batch
+from pytest_attnfaith.adapters.inputs import Batch, check_token_ids, check_weights, last_positions, query_position
 from pytest_attnfaith.adapters.outputs import NonFiniteOutputError, available_device
 from pytest_attnfaith.adapters.passes import Edit, Forward, QueryRows, _Armed
+from pytest_attnfaith.adapters.patches import exclusive
 from pytest_attnfaith.adapters.reading import Reading
 from pytest_attnfaith.adapters.tap import AttentionTap
 from pytest_attnfaith.errors import AttentionUnavailableError, AttnFaithError
@@ -88,8 +89,32 @@ class AttentionModel(ABC):
         """``causal_attention()``, running one instance first if it is not known yet."""
         self._prepare(batch)
         if self.causal_attention() is None:
-            self.forward(batch.select(slice(0, 1)))
+            try:
+                self.forward(batch.select(slice(0, 1)))
+            except NonFiniteOutputError as err:
+                raise err.in_inputs(0) from None
         return bool(self.causal_attention())
+
+    def vocabulary_size(self) -> int | None:
+        """The number of token ids the embeddings accept (their ``nn.Embedding``'s rows; None: not known)."""
+        try:
+            embeddings = self.embeddings_module()
+        except AttnFaithError:
+            return None
+        table = next((m for m in embeddings.modules() if isinstance(m, nn.Embedding)), None)
+        return int(table.num_embeddings) if table is not None else None
+
+    def check_inputs(self, batch: Batch) -> None:
+        """Before any pass: every token id, and the ``mask_token_id`` option, inside the vocabulary."""
+        size = self.vocabulary_size()
+        if batch.input_ids is not None:  # inputs without token ids (images) have no vocabulary to check
+            check_token_ids(batch.input_ids, size)
+        token = self.options.mask_token_id
+        if token is not None and (token < 0 or (size is not None and token >= size)):
+            raise AttnFaithError(
+                f"option mask_token_id={token} is outside the vocabulary of {type(self.module).__name__} "
+                f"[0, {size if size is not None else 'inf'}); expected the id of its mask (or pad) token"
+            )
 
     def head_count(self, layer: int) -> int:
         """Heads of the attention read at ``layer`` (known after a forward pass)."""
@@ -169,26 +194,29 @@ class AttentionModel(ABC):
 
     @contextlib.contextmanager
     def session(self, options: Any) -> Iterator[AttentionModel]:
-        """Audit mode: eval(), taps installed, on the chosen device; everything restored on exit. ``options``: the
-        audit's options (or a ``Reading``), of which the adapter keeps the ``Reading``."""
-        options = self.options = Reading.of(options)
-        if options.device is not None:
-            available_device(options.device)
-        training = {name: sub.training for name, sub in self.module.named_modules()}
-        original = next((t.device for t in self.module.parameters()), None)
-        moved = original is not None and options.device is not None and torch.device(options.device) != original
-        try:
-            self.targets, self.tap.causal = self.resolve_targets(options.targets), None
-            if moved:
-                self.module.to(self.device)
-            self.module.eval()
-            with self._install():
-                yield self
-        finally:
-            for name, sub in self.module.named_modules():
-                sub.training = training.get(name, sub.training)
-            if moved:
-                self.module.to(original)
+        """Audit mode: eval(), taps installed, on the chosen device; everything restored on exit, also on error or
+        KeyboardInterrupt. ``options``: the audit's options (or a ``Reading``), of which the adapter keeps the
+        ``Reading``. One session per model at a time: another thread's session on the same model waits."""
+        with exclusive(self.module):
+            check_weights(self.module)
+            options = self.options = Reading.of(options)
+            if options.device is not None:
+                available_device(options.device)
+            training = {name: sub.training for name, sub in self.module.named_modules()}
+            original = next((t.device for t in self.module.parameters()), None)
+            moved = original is not None and options.device is not None and torch.device(options.device) != original
+            try:
+                self.targets, self.tap.causal = self.resolve_targets(options.targets), None
+                if moved:
+                    self.module.to(self.device)
+                self.module.eval()
+                with self._install():
+                    yield self
+            finally:
+                for name, sub in self.module.named_modules():
+                    sub.training = training.get(name, sub.training)
+                if moved:
+                    self.module.to(original)
 
     def query_rows(self, batch: Batch) -> QueryRows:
         """The query rows read and replaced: one per instance, or every real row (``query="all"``)."""
@@ -197,7 +225,8 @@ class AttentionModel(ABC):
         return QueryRows.one_per_instance(self.query_positions(batch))
 
     def query_positions(self, batch: Batch) -> Tensor:
-        """Per instance, the query row read in (B, H, Tq, Tk) attention: first or last real token."""
+        """Per instance, the query row read in (B, H, Tq, Tk) attention: first or last real token, or a position
+        (negative: counted from the end of the inputs, as Python indexes, so -1 is position T - 1)."""
         query = self.options.query
         if query == "auto":
             query = self.default_query
@@ -206,8 +235,8 @@ class AttentionModel(ABC):
         if query == "first":
             return torch.where(mask, positions, batch.length).min(dim=1).values.clamp(max=batch.length - 1)
         if query == "last":
-            return torch.where(mask, positions, -1).max(dim=1).values.clamp(min=0)
-        return torch.full((batch.size,), int(query), device=mask.device).clamp(0, batch.length - 1)
+            return last_positions(mask)
+        return torch.full((batch.size,), query_position(int(query), batch.length), device=mask.device)
 
     @contextlib.contextmanager
     def embeddings_hook(self) -> Iterator[None]:
@@ -324,6 +353,11 @@ class AttentionModel(ABC):
         """The output distribution p (n, C) and, for two classes, the logit gap log p₁ − log p₀."""
         try:
             logits = self._target_logits(logits_of(output))
+            if logits.dim() == 2 and logits.shape[1] == 0:
+                raise ValueError(
+                    f"{type(self.module).__name__} returned logits of shape {tuple(logits.shape)}: no class to score; "
+                    "expected logits (B, C) with at least one class (C >= 1)"
+                )
             probs = output_distribution(logits)
             gap = binary_logit_gap(logits)
         except (TypeError, ValueError) as err:
@@ -372,7 +406,7 @@ class AttentionModel(ABC):
             try:
                 forward = self.forward(batch.select(part), record_layers=record_layers)
             except NonFiniteOutputError as err:
-                raise AttnFaithError(err.describe(f"instance {start + err.row} of the inputs")) from None
+                raise err.in_inputs(start) from None
             for name in fields:
                 value = getattr(forward, name)
                 fields[name] = None if value is None else write_chunk(fields[name], part, value.detach(), batch.size)

@@ -31,16 +31,10 @@ from torch import Tensor, nn
 from pytest_attnfaith.adapters import hf_fast
 from pytest_attnfaith.adapters.hf_hidden import CachedHiddenPasses
 from pytest_attnfaith.adapters.hf_model import agreement, layers_text
-from pytest_attnfaith.adapters.inputs import Batch
+from pytest_attnfaith.adapters.inputs import Batch, last_positions
 from pytest_attnfaith.adapters.passes import QueryRows, _Armed
 from pytest_attnfaith.adapters.rowcache import RowCache, per_instance
 from pytest_attnfaith.formatting import plural
-
-
-def last_positions(mask: Tensor) -> Tensor:
-    """Per row, the last position with ``mask == 1`` (0 for a row without any)."""
-    positions = torch.arange(mask.shape[1], device=mask.device).expand_as(mask)
-    return torch.where(mask.bool(), positions, -1).max(dim=1).values.clamp(min=0)
 
 
 @contextlib.contextmanager

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from pytest_attnfaith.adapters import vision
 from pytest_attnfaith.adapters.hf_text import HuggingFaceText
-from pytest_attnfaith.adapters.inputs import Batch
+from pytest_attnfaith.adapters.inputs import Batch, last_positions
 from pytest_attnfaith.adapters.passes import QueryRows
 from pytest_attnfaith.adapters.recognise import is_huggingface_model
 from pytest_attnfaith.adapters.softmax import SoftmaxInterceptor
@@ -216,9 +216,8 @@ class HuggingFaceLayers(HuggingFaceText):
                 f"{type(self.module).__name__} returns one row of logits per token {tuple(logits.shape)}; expected a sequence "
                 "classifier (logits (B, C)) or a causal LM (the next-token distribution at the last real token is used)"
             )
-        positions = torch.arange(logits.shape[1], device=logits.device)
-        last = positions.expand(logits.shape[:2]) if mask is None else torch.where(mask.bool(), positions, -1)
-        return logits[torch.arange(logits.shape[0], device=logits.device), last.max(dim=1).values.clamp(min=0)]
+        real = torch.ones(logits.shape[:2], dtype=torch.bool, device=logits.device) if mask is None else mask
+        return logits[torch.arange(logits.shape[0], device=logits.device), last_positions(real).to(logits.device)]
 
     def read(self, rows: Tensor, heads: Tensor | None = None) -> Tensor:
         if self.options.aggregation != "rollout":
@@ -281,6 +280,8 @@ class HuggingFaceLayers(HuggingFaceText):
             return "every real token (the mean of their rows is read)"
         if query == "auto":
             query = self.default_query
+        if isinstance(query, int) and query < 0:
+            return f"position {query} (counted from the end of the inputs)"
         return {"last": "last real token", "first": "first token (CLS)"}.get(str(query), f"position {query}")
 
     def _forward_text(self, chosen: int | None) -> str:

@@ -20,6 +20,10 @@ class NonFiniteOutputError(AttnFaithError):
         self.values = [round(value, 4) for value in logits.detach().reshape(logits.shape[0], -1)[row, :4].tolist()]
         super().__init__(self.describe(f"row {row} of a pass with edited attention or tokens (a counterfactual)"))
 
+    def in_inputs(self, offset: int) -> AttnFaithError:
+        """The error of a pass over the inputs themselves (the reference pass, whose chunk starts at ``offset``)."""
+        return AttnFaithError(self.describe(f"instance {offset + self.row} of the inputs"))
+
     def describe(self, where: str) -> str:
         return f"the model's output contains NaN or inf for {where} (logits {self.values}); expected finite logits"
 

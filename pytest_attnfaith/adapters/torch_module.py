@@ -20,7 +20,7 @@ from pytest_attnfaith.adapters.base import AttentionModel
 from pytest_attnfaith.adapters.inputs import Batch
 from pytest_attnfaith.adapters.partial import PartialForward
 from pytest_attnfaith.adapters.softmax import SoftmaxInterceptor
-from pytest_attnfaith.adapters.vocabulary import Vocabulary
+from pytest_attnfaith.adapters.token_names import TokenNames
 from pytest_attnfaith.errors import AttnFaithError
 from pytest_attnfaith.metrics import distribution_tolerance
 
@@ -65,7 +65,7 @@ class WrappedModel(AttentionModel):
             raise AttnFaithError(f"wrap() got a {type(net).__name__}; expected a torch.nn.Module")
         if intercept not in INTERCEPT_MODES:
             raise AttnFaithError(f"intercept={intercept!r} is not valid: expected one of {INTERCEPT_MODES}")
-        self.vocabulary = Vocabulary(vocabulary) if vocabulary is not None else None
+        self.vocabulary = TokenNames(vocabulary) if vocabulary is not None else None
         self.attention_path = attention
         self.embeddings_path = embeddings
         self.attention_module = submodule(net, attention, "attention")

@@ -25,7 +25,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from pytest_attnfaith.formatting import compact, plural, printable
+from pytest_attnfaith.formatting import compact, fixed, plural, printable
 from pytest_attnfaith.options import CHECK_NAMES, QUESTIONS
 from pytest_attnfaith.report import explanations
 from pytest_attnfaith.report.atlas import atlas_html
@@ -229,11 +229,11 @@ def _check_cell(check: dict[str, Any] | None, state: str) -> str:
         return '<td class="na">—</td>'
     relation = "≥" if check["higher_is_better"] else "≤"
     title = (
-        f"{check['statistic_name']} {_number(check['statistic'])} {format_interval(check['interval'])}, "
-        f"required {relation} {_number(check['threshold'])}: {check['verdict']}"
+        f"{check['statistic_name']} {fixed(check['statistic'])} {format_interval(check['interval'])}, "
+        f"required {relation} {fixed(check['threshold'])}: {check['verdict']}"
     )
     style = _muted(VERDICT_CLASS[check["verdict"]], state)
-    return f'<td class="num {style}" title="{escape(title)}">{_number(check["statistic"])}</td>'
+    return f'<td class="num {style}" title="{escape(title)}">{fixed(check["statistic"])}</td>'
 
 
 def _muted(style: str, state: str) -> str:
@@ -301,8 +301,8 @@ def _check_table(report: dict[str, Any], state: str) -> str:
         why = check["meaning"] if failed else check.get("reason", "")
         rows.append(
             f"<tr><td>{escape(check['name'])}</td><td>{escape(check['statistic_name'])}</td>"
-            f'<td class="num">{_number(check["statistic"])}</td><td>{escape(interval)}</td>'
-            f'<td class="num">{relation} {_number(check["threshold"])}</td>'
+            f'<td class="num">{fixed(check["statistic"])}</td><td>{escape(interval)}</td>'
+            f'<td class="num">{relation} {fixed(check["threshold"])}</td>'
             f'<td class="{_muted(VERDICT_CLASS[check["verdict"]], state)}">{text}</td><td>{escape(count)}</td>'
             f'<td class="{"meaning" if failed and state != "expected" else ""}">{escape(why)}</td></tr>'
         )
@@ -387,10 +387,6 @@ def _heat_cell(name: str, values: Sequence[float | None], position: int, scale: 
     colour = "#fff" if alpha > 0.55 else "#1f2328"
     background = f"rgba({ROW_COLOURS.get(name, '87, 96, 106')}, {alpha:.2f})"
     return f'<td style="background: {background}; color: {colour}" title="{value:.6g}">{compact(value)}</td>'
-
-
-def _number(value: float | None) -> str:
-    return "nan" if value is None else f"{value:.3f}"
 
 
 HTML_RENDERERS["audit"] = audit_html
