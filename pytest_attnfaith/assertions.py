@@ -101,7 +101,8 @@ def _worst_instances(report: Report, count: int) -> list[str]:
     scores, beside the importances of the agreement checks that ran)."""
     questions = questions_for(report.kind)
     failing = [result for result in report.failed_checks if any(result.name in questions[q] for q in report.failed_questions)]
-    worst = worst_by_instance(((r.name, r.per_instance.tolist(), np.flatnonzero(r.flagged).tolist()) for r in failing), count)
+    flagged = ((r.name, r.per_instance.tolist(), np.flatnonzero(r.flagged).tolist()) for r in failing)
+    worst = worst_by_instance(flagged, count, total=count)
     tokens = report.instances.get("tokens", [])
     label = "attention" if report.explainer is None else report.explainer
     values = report.instances.get("attention" if report.explainer is None else "scores", [])

@@ -21,6 +21,7 @@ import json
 import re
 import sys
 import traceback
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -91,12 +92,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         build_parser().print_help(sys.stderr)
         return 2
     try:
-        return run_audit(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = print_warning
+            return run_audit(args)
     except AttnFaithError as err:
         if args.traceback:
             traceback.print_exc()
         print(f"attnfaith: error: {first_line(err)}", file=sys.stderr)
         return 2
+
+
+def print_warning(message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> None:
+    """A warning as one line of stderr in its own words: no file, line number or source line (Python's format is
+    for programmers; an inconclusive check's warning already starts with ``attnfaith:``)."""
+    text = " ".join(str(message).split())
+    print(text if text.startswith("attnfaith:") else f"attnfaith: {category.__name__}: {text}", file=sys.stderr)
 
 
 def first_line(error: BaseException) -> str:

@@ -43,20 +43,30 @@ def explain(model: Any, inputs: Any, explainer: Any, seed: int = 0, **options: A
 
 def audit_explanation(model: Any, inputs: Any, explainer: Any, checks: Any = None, seed: int = 0, **options: Any) -> Report:
     """Test the scores of ``explainer`` on ``inputs``; a ``Report`` of kind ``"explanation"`` (never raises on a
-    failing verdict). ``checks``: some of comprehensiveness, sufficiency, gradient, loo (None: the first two)."""
-    return next(iter(_audits(model, inputs, [explainer], checks, seed, options).values()))
+    failing verdict; raises the ``AttnFaithError`` of an explainer that cannot run on this model). ``checks``: some of
+    comprehensiveness, sufficiency, gradient, loo (None: the first two)."""
+    reports, refused = _audits(model, inputs, [explainer], checks, seed, options)
+    for error in refused.values():
+        raise error
+    return next(iter(reports.values()))
 
 
 def compare_explanations(
     model: Any, inputs: Any, explainers: Any, checks: Any = None, seed: int = 0, **options: Any
 ) -> Comparison:
     """Test every explainer (a sequence, or a mapping name → explainer) on the same inputs: a ``Comparison``
-    with ``reports`` (name → ``Report``) and ``ranking`` (most checks passed first, then the highest sum of their
-    statistics)."""
-    return Comparison(_audits(model, inputs, explainers, checks, seed, options))
+    with ``reports`` (name → ``Report``), ``ranking`` (most checks passed first, then the highest sum of their
+    statistics) and ``unavailable`` (name → why it could not run on this model: its ``AttnFaithError``), so that
+    one explainer the model does not support costs the comparison nothing but its own row."""
+    reports, refused = _audits(model, inputs, explainers, checks, seed, options)
+    return Comparison(reports, unavailable={name: str(error) for name, error in refused.items()})
 
 
-def _audits(model: Any, inputs: Any, explainers: Any, checks: Any, seed: int, options: dict[str, Any]) -> dict[str, Report]:
+def _audits(
+    model: Any, inputs: Any, explainers: Any, checks: Any, seed: int, options: dict[str, Any]
+) -> tuple[dict[str, Report], dict[str, AttnFaithError]]:
+    """The report of each explainer that ran, and the error of each that could not (published as a report
+    without checks, whose ``error`` says why)."""
     if "require" in options:
         raise AttnFaithError(
             "require selects the questions of attention audits; explanation audits take explanation_require "
@@ -65,12 +75,17 @@ def _audits(model: Any, inputs: Any, explainers: Any, checks: Any, seed: int, op
     resolved = resolve_options(checks=_checks(checks), seed=seed, **options)
     named = _named(explainers, inputs)
     reports: dict[str, Report] = {}
+    refused: dict[str, AttnFaithError] = {}
     with opened(model, inputs, resolved) as context:
         described = context.model.describe()
         image = image_record(context, {})  # an image audit: its first two instances under every map
         for name, attribute in named.items():
-            scores = attribute(context)
-            results = run_checks(dataclasses.replace(context, explanation=scores), resolved.checks)
+            try:
+                scores = attribute(context)
+                results = run_checks(dataclasses.replace(context, explanation=scores), resolved.checks)
+            except AttnFaithError as refusal:
+                refused[name] = refusal
+                continue
             instances = {**instances_of(context), "scores": real_rows(scores, context.real)}
             if image is not None:
                 instances["image"] = image
@@ -78,7 +93,10 @@ def _audits(model: Any, inputs: Any, explainers: Any, checks: Any, seed: int, op
     for report in reports.values():
         warn_inconclusive(report)
         _recording.publish(report)
-    return reports
+    for name, reason in refused.items():
+        unrun = build_report({}, resolved, described, {}, explainer=name)
+        _recording.publish(dataclasses.replace(unrun, passed=False, error=str(reason)))
+    return reports, refused
 
 
 def _checks(checks: Any) -> Any:

@@ -44,7 +44,6 @@ import torch
 from torch import Tensor
 
 from pytest_attnfaith.adapters.passes import Forward
-from pytest_attnfaith.adapters.reading import Reading
 from pytest_attnfaith.checks import CHECKS
 from pytest_attnfaith.metrics import mean_intervals
 from pytest_attnfaith.options import QUESTIONS
@@ -72,14 +71,10 @@ def per_head_rows(context: Context, results: dict[str, CheckResult]) -> list[dic
 
     ``results``: the audit's own results (reused for the layer row of the layer it read, with the mean over heads)."""
     adapter, options = context.model, context.options
-    reading = adapter.options
     read = adapter.read_layer()
     rows: list[dict[str, Any]] = []
-    try:
-        for layer in adapter.layer_indices():
-            rows.extend(_rows_of_layer(context, results if layer == read and options.head == "mean" else None, layer))
-    finally:
-        adapter.options = reading
+    for layer in adapter.layer_indices():
+        rows.extend(_rows_of_layer(context, results if layer == read and options.head == "mean" else None, layer))
     for check in options.checks:
         for family in (
             [row for row in rows if row["check"] == check and row["head"] == "all"],
@@ -92,9 +87,15 @@ def per_head_rows(context: Context, results: dict[str, CheckResult]) -> list[dic
 
 def _rows_of_layer(context: Context, results: dict[str, CheckResult] | None, layer: int) -> list[dict[str, Any]]:
     """The layer row and the head rows of one layer (``results``: the audit's own, when it read this layer's mean)."""
-    adapter, options, batch = context.model, context.options, context.batch
+    adapter, options = context.model, context.options
     at_layer = replace(options, layer=layer, head="mean", replace="layer", per_head=False)
-    adapter.options = Reading.of(at_layer)
+    with adapter.reading_as(at_layer):
+        return _layer_and_heads(context, results, layer, at_layer)
+
+
+def _layer_and_heads(context: Context, results: dict[str, CheckResult] | None, layer: int, at_layer: Any) -> list[dict[str, Any]]:
+    """``_rows_of_layer`` with the adapter reading ``layer`` (``at_layer``: the options of its layer row)."""
+    adapter, options, batch = context.model, context.options, context.batch
     rows_read = (context.reference.layer_rows or {}).get(layer)
     if rows_read is not None and options.aggregation == "attention":
         reference = replace(context.reference, rows=rows_read, attention=adapter.read(rows_read), layer_rows=None)
@@ -108,15 +109,15 @@ def _rows_of_layer(context: Context, results: dict[str, CheckResult] | None, lay
 
     heads = int(rows_read.shape[1])
     per_head = replace(at_layer, replace="head")
-    adapter.options = Reading.of(per_head)
-    expanded = _expanded(whole, per_head, heads, rows_read)
-    for name in options.checks:
-        CHECKS[name](expanded)
-    by_head: dict[str, list[CheckResult]] = {name: [] for name in options.checks}
-    for head in range(heads):
-        single = _single(whole, per_head, head, heads, rows_read, expanded.memo)
+    with adapter.reading_as(per_head):
+        expanded = _expanded(whole, per_head, heads, rows_read)
         for name in options.checks:
-            by_head[name].append(CHECKS[name](single))
+            CHECKS[name](expanded)
+        by_head: dict[str, list[CheckResult]] = {name: [] for name in options.checks}
+        for head in range(heads):
+            single = _single(whole, per_head, head, heads, rows_read, expanded.memo)
+            for name in options.checks:
+                by_head[name].append(CHECKS[name](single))
     return out + _rows(whole, layer, list(range(heads)), by_head)
 
 

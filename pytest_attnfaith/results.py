@@ -20,6 +20,8 @@ SCHEMA_VERSION = 2
 HTML_RENDERERS: dict[str, Callable[[dict[str, Any], str], str]] = {}
 """Result objects do not render themselves: the report layer registers how a report's dict becomes HTML (name →
 ``render(report_dict, label)``), so that nothing here imports a layer above."""
+TEXT_RENDERERS: dict[str, Callable[[dict[str, Any]], list[str]]] = {}
+"""The same for text: ``"per_head"`` → the summary's lines of an atlas's rows (``report.atlas`` registers it)."""
 
 
 class RaggedRows(Sequence[list[float]]):
@@ -88,6 +90,14 @@ class CheckResult:
     def passed(self) -> bool:
         """``verdict == "passed"``."""
         return self.verdict == "passed"
+
+    def __repr__(self) -> str:
+        """One line, as scipy's result objects print: the name, the statistic, its interval and the verdict."""
+        low, high = (_short(bound) for bound in self.interval)
+        return (
+            f"CheckResult(name={self.name!r}, statistic={_short(self.statistic)}, interval=({low}, {high}), "
+            f"verdict={self.verdict!r})"
+        )
 
     @property
     def undefined(self) -> int:
@@ -158,6 +168,7 @@ class Report:
     ``passed``: no required question answered no, nor inconclusive unless ``inconclusive="pass"``.
     ``kind``: ``"attention"`` (``af.audit``: used, agrees, unique) or ``"explanation"`` (``af.audit_explanation``:
     comprehensive, sufficient, agrees, of the scores of ``explainer``; ``instances["scores"]`` holds them).
+    ``error``: why an explainer could not run on the model (then no checks, and not passed).
     Per-token values (``instances["attention"]``, the ``importance`` of ``gradient`` and ``loo``)
     are ``RaggedRows``: ``rows[i]`` is instance i's list; ``to_dict()`` / ``to_json()`` write lists.
     """
@@ -173,6 +184,20 @@ class Report:
     per_head: list[dict[str, Any]] = field(default_factory=list)
     kind: str = "attention"
     explainer: str | None = None
+    error: str = ""
+
+    def __repr__(self) -> str:
+        """One line: the verdict, the answers, the checks that ran, how many instances (and heads); ``summary()`` and
+        ``print(report)`` say more, ``to_dict()`` holds everything."""
+        heads = f", per_head={len(self.per_head)}" if self.per_head else ""
+        subject = f"explainer={self.explainer!r}, " if self.explainer is not None else ""
+        return (
+            f"Report({subject}passed={self.passed}, verdicts={self.verdicts!r}, checks={list(self.checks)!r}, "
+            f"instances={self.instances.get('count', '?')}{heads})"
+        )
+
+    def __str__(self) -> str:
+        return self.summary()
 
     @property
     def answers(self) -> dict[str, bool | None]:
@@ -202,6 +227,7 @@ class Report:
             "schema_version": SCHEMA_VERSION,
             "kind": self.kind,
             "explainer": self.explainer,
+            "error": self.error,
             "passed": bool(self.passed),
             "verdicts": dict(self.verdicts),
             "answers": self.answers,
@@ -233,7 +259,14 @@ class Report:
             need = " (required)" if question in self.required else ""
             lines.append(f"  {question}: {verdict.upper() if verdict in ('no', 'inconclusive') else verdict}{need}")
         lines.extend(f"  {result.describe()}" for result in self.checks.values())
+        lines.extend(self._per_head_lines())
         return "\n".join(lines)
+
+    def _per_head_lines(self) -> list[str]:
+        """An atlas's lines as the terminal shows them (per check, the heads' verdicts and the top heads), rendered by
+        the report layer (``TEXT_RENDERERS``); none without an atlas or a renderer."""
+        render = TEXT_RENDERERS.get("per_head")
+        return [f"  {line}" for line in render({"per_head": self.per_head})] if render and self.per_head else []
 
 
 def ranking_key(checks: Mapping[str, Any]) -> tuple[int, float]:
@@ -259,9 +292,10 @@ def rank_explanations(checks: Mapping[str, Mapping[str, Any]]) -> list[str]:
 class Comparison:
     """Explanations tested on the same inputs (``af.compare_explanations``): ``reports`` (explainer name →
     ``Report``) and ``ranking`` (names, most faithful first: most checks passed, then the highest sum of
-    their statistics — ``ranking_key``)."""
+    their statistics — ``ranking_key``); ``unavailable``: explainer name → why it could not run on this model."""
 
     reports: dict[str, Report]
+    unavailable: dict[str, str] = field(default_factory=dict)
 
     @property
     def ranking(self) -> list[str]:
@@ -278,6 +312,7 @@ class Comparison:
             "kind": "explanation comparison",
             "ranking": self.ranking,
             "passing": self.passing,
+            "unavailable": dict(self.unavailable),
             "reports": {name: report.to_dict() for name, report in self.reports.items()},
         }
 
@@ -295,6 +330,7 @@ class Comparison:
                 for check in report.checks.values()
             )
             lines.append(f"  {rank}. {name}: {'passed' if report.passed else 'FAILED'} ({checks})")
+        lines.extend(f"  —  {name}: could not run: {reason}" for name, reason in self.unavailable.items())
         return "\n".join(lines)
 
 
@@ -304,6 +340,11 @@ def format_interval(interval: tuple[float | None, float | None] | list[float | N
     if low is None or high is None or math.isnan(low) or math.isnan(high):
         return "[no interval]"
     return f"[{low:.3f}, {high:.3f}]"
+
+
+def _short(value: float | None) -> str:
+    """A statistic for a one-line ``repr``: four significant digits, ``nan`` where undefined."""
+    return "nan" if value is None or math.isnan(value) else f"{value:.4g}"
 
 
 def _clean(value: Any) -> Any:

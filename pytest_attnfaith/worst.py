@@ -142,13 +142,19 @@ def instance_rows(
     return rows
 
 
-def worst_by_instance(checks: Iterable[tuple[str, Sequence[float | None], Sequence[int]]], count: int) -> dict[int, list[str]]:
-    """The worst ``count`` instances of each failing check ``(name, values, flagged)``, each instance once.
+def worst_by_instance(
+    checks: Iterable[tuple[str, Sequence[float | None], Sequence[int]]], count: int, total: int | None = None
+) -> dict[int, list[str]]:
+    """The worst ``count`` instances of each failing check ``(name, values, flagged)``, each instance once; with
+    ``total``, at most that many instances: each check's worst first, then each check's second, and so on.
 
     Maps an instance to the checks it is worst for, with its value, e.g. ``["permutation (0.001)"]``.
     """
+    ranked = [(name, values, worst_indices(name, values, flagged, count)) for name, values, flagged in checks]
     worst: dict[int, list[str]] = {}
-    for name, values, flagged in checks:
-        for index in worst_indices(name, values, flagged, count):
-            worst.setdefault(index, []).append(f"{name} ({compact(values[index])})")
+    for depth in range(count):
+        for name, values, indices in ranked:
+            if depth >= len(indices) or (indices[depth] not in worst and total is not None and len(worst) >= total):
+                continue
+            worst.setdefault(indices[depth], []).append(f"{name} ({compact(values[indices[depth]])})")
     return worst

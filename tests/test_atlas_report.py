@@ -14,11 +14,25 @@ pytest.importorskip("transformers")
 
 
 @pytest.fixture(scope="module")
-def document() -> dict:
+def atlas_report() -> af.Report:
     from tests.huggingface.conftest import build, token_batch
 
-    report = af.audit(build("llama"), token_batch(size=12), checks=["uniform", "gradient"], per_head=True, targets=[7, 11])
-    return json.loads(report.to_json())
+    return af.audit(build("llama"), token_batch(size=12), checks=["uniform", "gradient"], per_head=True, targets=[7, 11])
+
+
+@pytest.fixture(scope="module")
+def document(atlas_report: af.Report) -> dict:
+    return json.loads(atlas_report.to_json())
+
+
+def test_print_of_an_atlas_is_a_summary_and_its_repr_one_line(atlas_report, capsys):
+    print(atlas_report)
+    printed = capsys.readouterr().out
+    assert len(printed) <= 4000 and printed == atlas_report.summary() + "\n"
+    assert "report.per_head: per-head atlas, 2 layers × 4 heads" in printed and "  uniform: heads " in printed
+    text = repr(atlas_report)
+    assert "\n" not in text and len(text) < 300 and text.startswith("Report(passed=False, verdicts={'used': ")
+    assert text.endswith("checks=['uniform', 'gradient'], instances=12, per_head=20)")
 
 
 def test_the_json_rows_carry_every_documented_field(document):
@@ -56,3 +70,16 @@ def test_small_effects_keep_their_digits_in_the_html_and_the_terminal(document):
     assert ">0.00<" not in html and "e-" in html
     line = next(text for text, _ in atlas_lines("test_x", document) if text.strip().startswith("uniform:"))
     assert "0.000" not in line and "e-" in line
+
+
+def test_the_atlas_maps_have_a_legend_and_name_the_effect_they_show(document):
+    html = atlas_html(document)
+    assert "Each cell is one (layer, head) edited alone" in html and "green yes, red no, yellow inconclusive" in html
+    assert "used: uniform, " in html and "agrees: gradient, mean Kendall τ with gradient × input" in html
+
+
+def test_the_heat_map_heading_names_only_the_importances_that_ran(document):
+    from pytest_attnfaith.report.html import audit_html
+
+    page = audit_html(document, "atlas")
+    assert "attention beside gradient importance</h3>" in page and "leave-one-out importance" not in page

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -255,3 +256,21 @@ def test_folder_without_config_exits_2(tmp_path: Path, capsys: pytest.CaptureFix
     (tmp_path / "texts.txt").write_text("a fine film\n")
     assert main(["audit", str(tmp_path), str(tmp_path / "texts.txt")]) == 2
     assert "has no config.json" in capsys.readouterr().err
+
+
+def test_an_inconclusive_check_is_one_line_of_stderr_without_pythons_warning_format(workdir: Path) -> None:
+    """0.2 printed ``…/cli.py:128: InconclusiveWarning: …`` and the source line for each inconclusive check."""
+    command = ["audit", f"{FACTORY_MODULE}:faithful", "inputs.jsonl", "--limit", "2", "--checks", "uniform,erasure"]
+    here = {"PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")])}
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest_attnfaith.cli", *command],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, **here},
+    )
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.splitlines()
+    inconclusive = [line for line in lines if "INCONCLUSIVE" in line]
+    assert len(inconclusive) == 2 and all(line.startswith("attnfaith: ") for line in inconclusive)
+    assert not any("Warning:" in line or "cli.py" in line or "warnings.warn" in line for line in lines), result.stderr

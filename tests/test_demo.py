@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import re
 from pathlib import Path
@@ -50,20 +51,22 @@ def test_small_demo_writes_every_audit_to_its_json_and_prints_only_paths_that_re
     printed = {name.rstrip(":,.") for name in re.findall(rf"{re.escape(str(tmp_path))}\S*", out)}
     assert {str(path), str(tmp_path / "out" / "demo-inputs.jsonl"), str(tmp_path / "demo.html")} <= printed
     assert all(Path(name).exists() for name in printed)  # no temporary file that is gone afterwards
-    assert f"exit status {'0' if document['tests'][command][0]['passed'] else '1'}: the verdict" in out
+    status_line = f"the command would exit with status {'0' if document['tests'][command][0]['passed'] else '1'}: its verdict"
+    assert status_line in out and "the demo's own status is decided below" in out
+    assert document["tests"][command][0]["required"] == ["used", "agrees"]
+    assert document["tests"][demo.FAITHFUL][0]["required"] == ["used", "agrees"]
+    page = (tmp_path / "demo.html").read_text(encoding="utf-8")
+    assert document["notes"][demo.FAITHFUL].startswith(demo.GOOD_NOTE) and html.escape(demo.GOOD_NOTE) in page
+    assert html.escape(document["notes"][demo.DECORATIVE]) in page and "permutation: " in document["notes"][demo.DECORATIVE]
 
 
-@pytest.mark.parametrize(
-    ("passed", "verdicts", "explained"),
-    [
-        (False, {"used": "yes", "agrees": "yes", "unique": "no"}, True),
-        (False, {"used": "yes", "agrees": "yes", "unique": "inconclusive"}, True),
-        (False, {"used": "no", "agrees": "yes", "unique": "no"}, False),
-        (True, {"used": "yes", "agrees": "yes", "unique": "yes"}, False),
-    ],
-)
-def test_a_verdict_failed_only_on_unique_is_explained_as_the_jain_wallace_finding(
-    passed: bool, verdicts: dict[str, str], explained: bool
-) -> None:
-    assert demo.failed_only_on_unique({"passed": passed, "verdicts": verdicts}) is explained
-    assert "Jain & Wallace's finding" in demo.UNIQUE_NOTE and "require=('used', 'agrees') passes" in demo.UNIQUE_NOTE
+def test_a_verdict_is_explained_in_words_and_the_good_example_says_why_unique_is_not_required() -> None:
+    check = {"name": "permutation", "verdict": "failed", "meaning": "the heat map is decorative", "reason": ""}
+    undecided = {"name": "loo", "verdict": "inconclusive", "meaning": "", "reason": "about 40 instances would decide it"}
+    failed = {"passed": False, "checks": {"permutation": check, "loo": undecided}}
+    assert (
+        demo.explain(failed)
+        == "permutation: the heat map is decorative; loo is inconclusive (about 40 instances would decide it)"
+    )
+    assert demo.explain({"passed": True, "checks": {"permutation": check}}, demo.GOOD_NOTE) == demo.GOOD_NOTE
+    assert "Jain & Wallace" in demo.GOOD_NOTE and "require=('used', 'agrees')" in demo.GOOD_NOTE

@@ -22,7 +22,14 @@ from torch import Tensor, nn
 
 from pytest_attnfaith.adapters import vision
 from pytest_attnfaith.adapters.chunks import collect_chunks, write_chunk
-from pytest_attnfaith.adapters.inputs import Batch, check_token_ids, check_weights, last_positions, query_position
+from pytest_attnfaith.adapters.inputs import (
+    Batch,
+    check_forward_takes,
+    check_token_ids,
+    check_weights,
+    last_positions,
+    query_position,
+)
 from pytest_attnfaith.adapters.outputs import NonFiniteOutputError, available_device
 from pytest_attnfaith.adapters.passes import Edit, Forward, QueryRows, _Armed
 from pytest_attnfaith.adapters.patches import exclusive
@@ -45,11 +52,7 @@ class AttentionModel(ABC):
         self.module = module
         self.tap = AttentionTap(where)
         self.options = Reading()
-        self._embeddings_leaf: Tensor | None = None
-        self._capture_embeddings = False
-        self._replace_embeddings: EmbeddingsFn | None = None
         self._heads = 1
-        self._layer_rows: dict[int, Tensor] | None = None
         self.targets: Tensor | None = None
 
     # -- what subclasses provide -------------------------------------------------------------
@@ -105,7 +108,9 @@ class AttentionModel(ABC):
         return int(table.num_embeddings) if table is not None else None
 
     def check_inputs(self, batch: Batch) -> None:
-        """Before any pass: every token id, and the ``mask_token_id`` option, inside the vocabulary."""
+        """Before any pass: every input key a parameter of the model's forward, every token id, and the
+        ``mask_token_id`` option, inside the vocabulary."""
+        check_forward_takes(self.module, batch)
         size = self.vocabulary_size()
         if batch.input_ids is not None:  # inputs without token ids (images) have no vocabulary to check
             check_token_ids(batch.input_ids, size)
@@ -119,6 +124,10 @@ class AttentionModel(ABC):
     def head_count(self, layer: int) -> int:
         """Heads of the attention read at ``layer`` (known after a forward pass)."""
         return self._heads
+
+    def not_attention(self) -> str:
+        """Why no attention was read, where the adapter knows better than "never computed" (else "")."""
+        return ""
 
     def mask_token_id(self) -> int | None:
         """The token that replaces a token for ``loo="mask"`` (None: not available)."""
@@ -218,6 +227,16 @@ class AttentionModel(ABC):
                 if moved:
                     self.module.to(original)
 
+    @contextlib.contextmanager
+    def reading_as(self, options: Any) -> Iterator[None]:
+        """Read and replace per ``options`` (a ``Reading``, or the audit's options) inside the block, the session's
+        reading again after it: another layer or head of the same session (the per-head atlas, rollout)."""
+        saved, self.options = self.options, Reading.of(options)
+        try:
+            yield
+        finally:
+            self.options = saved
+
     def query_rows(self, batch: Batch) -> QueryRows:
         """The query rows read and replaced: one per instance, or every real row (``query="all"``)."""
         if self.options.query == "all":
@@ -244,9 +263,10 @@ class AttentionModel(ABC):
         capturing, swaps it for a leaf."""
 
         def hook(module: nn.Module, args: Any, output: Tensor) -> Tensor | None:
-            replace = self._replace_embeddings
-            if not self._capture_embeddings and replace is None:
+            armed = self.tap.armed
+            if armed is None or not armed.touches_embeddings:
                 return None
+            replace = armed.embeddings
             if not isinstance(output, Tensor) or output.dim() != 3:
                 raise AttentionUnavailableError(
                     f"the embeddings module returned {type(output).__name__} "
@@ -259,10 +279,9 @@ class AttentionModel(ABC):
                         f"the replaced embeddings have shape {tuple(replaced.shape)}; expected {tuple(output.shape)}"
                     )
                 output = replaced.to(output.dtype)
-            if not self._capture_embeddings:
+            if not armed.capture_embeddings:
                 return output
-            leaf = output.detach().requires_grad_(True)
-            self._embeddings_leaf = leaf
+            leaf = armed.embeddings_leaf = output.detach().requires_grad_(True)
             return leaf
 
         handle = self.embeddings_module().register_forward_hook(hook)
@@ -307,23 +326,21 @@ class AttentionModel(ABC):
             heads=self.edited_heads(batch),
             causal=self.causal_attention(),
             capture=capture_attention,
+            capture_embeddings=capture_embeddings,
+            embeddings=vision.edit_positions(batch, self.options.baseline, embeddings),  # removed positions, then fn
+            layer_rows={} if record_layers else None,
         )
         self.tap.arm(armed)
-        self._capture_embeddings = capture_embeddings
-        self._replace_embeddings = vision.edit_positions(batch, self.options.baseline, embeddings)
-        self._embeddings_leaf = None
-        self._layer_rows = {} if record_layers else None
         try:
             with torch.set_grad_enabled(grad or capture_embeddings or capture_attention):
                 output = self._call(batch.model_kwargs())
         finally:
             self.tap.disarm()
-            self._capture_embeddings = False
-            self._replace_embeddings = None
-            layer_rows, self._layer_rows = self._layer_rows, None
+        layer_rows = armed.layer_rows
         if armed.calls == 0 or armed.rows is None:
             raise AttentionUnavailableError(
-                f"the attention at {self.tap.where} was never computed during the forward pass; "
+                self.not_attention()
+                or f"the attention at {self.tap.where} was never computed during the forward pass; "
                 "expected the named module to run once per forward (check the path, or the model's code path)"
             )
         if armed.calls > 1:
@@ -333,7 +350,7 @@ class AttentionModel(ABC):
             )
         probs, gap = self._outputs(output, batch.size)
         self._heads = int(armed.rows.shape[1])
-        if capture_embeddings and self._embeddings_leaf is None:
+        if capture_embeddings and armed.embeddings_leaf is None:
             raise AttentionUnavailableError(
                 "the embeddings module was never called during the forward pass; expected it to run once"
             )
@@ -343,7 +360,7 @@ class AttentionModel(ABC):
             probs=probs,
             rows=armed.rows,
             attention=self.read(armed.rows, batch.heads),
-            embeddings=self._embeddings_leaf,
+            embeddings=armed.embeddings_leaf,
             gap=gap,
             layer_rows=layer_rows,
             captured=armed.captured,
@@ -378,12 +395,8 @@ class AttentionModel(ABC):
                 f"rollout (Abnar & Zuidema) multiplies the attention of successive layers: {self.tap.where} is the "
                 "model's one attention layer; use explainer='attention'"
             )
-        saved = self.options
-        self.options = dataclasses.replace(saved, aggregation="rollout")
-        try:
+        with self.reading_as(dataclasses.replace(self.options, aggregation="rollout")):
             return self.forward_chunked(batch).attention
-        finally:
-            self.options = saved
 
     def _target_logits(self, logits: Tensor) -> Tensor:
         """The columns named by ``targets`` (all of them without)."""

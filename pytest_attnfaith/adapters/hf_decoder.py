@@ -194,7 +194,7 @@ class DecoderPasses(CachedHiddenPasses):
         """The chosen layer, when this pass edits only the last real token's row of a causal decoder."""
         armed = self.tap.armed
         decoder = self._decoder
-        if decoder is None or armed is None or armed.edit is None or self._probing or self._capture_embeddings:
+        if decoder is None or armed is None or armed.edit is None or self._probing or armed.capture_embeddings:
             return None
         if self.options.aggregation == "rollout" or armed.capture or armed.at.pooled or armed.at.keys is not None:
             return None

@@ -48,7 +48,7 @@ class CachedHiddenPasses(HuggingFaceLayers):
 
     def _fast_layer(self) -> int | None:
         """The chosen layer, when passes may start from it (never for gradients to the embeddings or rollout)."""
-        replacing = self._capture_embeddings or self._replace_embeddings is not None
+        replacing = self.tap.armed is not None and self.tap.armed.touches_embeddings
         if self._probing or self._stack is None or replacing or self.options.aggregation == "rollout":
             return None
         layer = self.chosen_layer()

@@ -189,10 +189,9 @@ class HuggingFaceLayers(HuggingFaceText):
         if self.options.aggregation == "rollout" and index <= chosen:
             self._recorded.append(weights.detach())
         if index != chosen:
-            if self._layer_rows is not None:
-                rows = self.tap.peek(weights)
-                if rows is not None:
-                    self._layer_rows[index] = rows
+            armed = self.tap.armed
+            if armed is not None and armed.layer_rows is not None:
+                armed.layer_rows[index] = self.tap.peek(weights)  # type: ignore[assignment]
             return output, weights
         self.tap.where = self._where()
         self._at = self.tap.armed.at if self.tap.armed is not None else None

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from pytest_attnfaith.adapters.base import AttentionModel
 from pytest_attnfaith.adapters.inputs import Batch
+from pytest_attnfaith.adapters.token_names import TokenNames
 from pytest_attnfaith.errors import AttnFaithError
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt")
@@ -74,7 +75,7 @@ class HuggingFaceText(AttentionModel):
         first: dict[int, str] = {}
         for word, ids in pieces.items():
             if ids[0] in first:
-                token = tokenizer.convert_ids_to_tokens(ids[0])
+                token = TokenNames(tokenizer).decode(ids[:1])[0]
                 raise AttnFaithError(
                     f"targets {first[ids[0]]!r} and {word!r} both start with token {ids[0]} ({token!r}): the next-token "
                     "distribution cannot tell them apart; expected words whose first tokens differ (or token ids)"
@@ -133,7 +134,7 @@ class HuggingFaceText(AttentionModel):
         return {
             "distribution": "softmax over the next-token logits of the targets at the last real token",
             "ids": ids,
-            "tokens": tokenizer.convert_ids_to_tokens(ids) if tokenizer is not None else None,
+            "tokens": TokenNames(tokenizer).decode(ids) if tokenizer is not None else None,
             "words": [word for word, _ in words] if words else None,
             "multi_token": [word for word, count in words if count > 1] if words else [],
             "output_head": f"target rows only ({len(ids)} of {size})" if self._head else f"all {size} rows, then the targets",
@@ -153,10 +154,11 @@ class HuggingFaceText(AttentionModel):
     def tokens(self, batch: Batch) -> list[list[str]]:
         if batch.input_ids is None or (tokenizer := self.loaded_tokenizer()) is None:
             return super().tokens(batch)
-        out = []
-        for row, real in zip(batch.input_ids.tolist(), batch.real.tolist(), strict=True):
-            out.append([str(token) for token, keep in zip(tokenizer.convert_ids_to_tokens(row), real, strict=True) if keep])
-        return out
+        decode = TokenNames(tokenizer).decode
+        return [
+            decode([i for i, keep in zip(row, real, strict=True) if keep])
+            for row, real in zip(batch.input_ids.tolist(), batch.real.tolist(), strict=True)
+        ]
 
     def loaded_tokenizer(self) -> Any:
         """The tokenizer given, else the one saved beside the model's weights (local folders only), else None."""

@@ -12,6 +12,7 @@ positions are those of the embeddings' output (B, T, D); a removed position is e
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -234,6 +235,24 @@ def assemble_batch(
         per_instance=per_instance,
         grid=grid,
     )
+
+
+def check_forward_takes(module: Any, batch: Batch) -> None:
+    """Raise ``AttnFaithError`` naming an input key that ``module.forward`` does not take (a tokenizer's
+    ``token_type_ids`` for a model without them), before any pass runs; a forward with ``**kwargs`` takes any."""
+    try:
+        parameters = inspect.signature(module.forward).parameters
+    except (TypeError, ValueError):  # a builtin or compiled forward: nothing to read
+        return
+    if any(parameter.kind is inspect.Parameter.VAR_KEYWORD for parameter in parameters.values()):
+        return
+    unknown = [key for key in batch.model_kwargs() if key not in parameters]
+    if unknown:
+        raise AttnFaithError(
+            f"input {unknown[0]!r} is not a parameter of {type(module).__name__}.forward, whose parameters are "
+            f"{', '.join(parameters)}; expected inputs with only keys it takes (drop {unknown[0]!r}"
+            + (", e.g. tokenizer(..., return_token_type_ids=False))" if unknown[0] == "token_type_ids" else ")")
+        )
 
 
 def check_token_ids(ids: Tensor, vocabulary: int | None) -> None:

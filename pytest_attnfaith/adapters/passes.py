@@ -117,9 +117,12 @@ class QueryRows:
 
 @dataclass
 class _Armed:
-    """What the tap does during one pass. ``heads[i]``: the only head instance i's edit touches (None: every
-    head); ``causal``: whether the layer masks future keys (None: read it from the weights); ``capture``: hand
-    the attention on as a leaf of the graph (``captured``)."""
+    """One pass: what it reads and replaces, and what it produced. ``heads[i]``: the only head instance i's edit
+    touches (None: every head); ``causal``: whether the layer masks future keys (None: read it from the weights);
+    ``capture``: hand the attention on as a leaf of the graph (``captured``); ``embeddings``: what replaces the
+    embeddings' output; ``capture_embeddings``: hand it on as a leaf (``embeddings_leaf``); ``layer_rows``: with
+    ``record_layers``, the rows read at every layer that ran. The adapter keeps no per-pass state of its own: the
+    tap holds the armed pass while it runs."""
 
     size: int
     at: QueryRows
@@ -130,9 +133,18 @@ class _Armed:
     heads: Tensor | None = None
     causal: bool | None = None
     capture: bool = False
+    capture_embeddings: bool = False
+    embeddings: Callable[[Tensor], Tensor] | None = None
     calls: int = 0
     rows: Tensor | None = None
     captured: Tensor | None = None
+    embeddings_leaf: Tensor | None = None
+    layer_rows: dict[int, Tensor] | None = None
+
+    @property
+    def touches_embeddings(self) -> bool:
+        """Whether the pass replaces or differentiates the embeddings (no shortcut may skip them)."""
+        return self.capture_embeddings or self.embeddings is not None
 
     def repacked(self, size: int, at: QueryRows, causal: bool) -> _Armed:
         """The same edit on ``size`` other query rows (``at``), with fresh counters: a shortcut's pass."""

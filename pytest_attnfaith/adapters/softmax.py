@@ -34,7 +34,7 @@ class _PassThrough(TorchFunctionMode):
 
 
 class SoftmaxInterceptor:
-    """Routes the softmax of ``module``'s forward through ``tap`` while ``active()`` is entered."""
+    """Routes the softmax of ``module``'s forward through ``tap`` while ``installed()`` (one pass: ``active()``)."""
 
     def __init__(self, module: nn.Module, tap: AttentionTap, enabled: Callable[[], bool] = lambda: True) -> None:
         self.module = module
@@ -61,7 +61,8 @@ class SoftmaxInterceptor:
 
         handles = [self.module.register_forward_pre_hook(enter), self.module.register_forward_hook(leave)]
         try:
-            yield
+            with self._routed():
+                yield
         finally:
             for handle in handles:
                 handle.remove()
@@ -76,8 +77,19 @@ class SoftmaxInterceptor:
 
     @contextlib.contextmanager
     def active(self) -> Iterator[None]:
-        """Route this thread's softmax functions through the tap for one forward pass of the whole model (process-wide
-        patches, counted: installed while any session needs them, restored by the last; ``patches``)."""
+        """One forward pass of the whole model: on exit (also on error inside the module) the torch-function mode is
+        left and the depth reset."""
+        try:
+            yield
+        finally:
+            while self.depth:
+                self._leave()
+
+    @contextlib.contextmanager
+    def _routed(self) -> Iterator[None]:
+        """Route this thread's softmax functions through the tap while installed (process-wide patches, counted:
+        installed while any session needs them, restored by the last; ``patches``). Outside the target module
+        (``depth == 0``) they compute the plain softmax."""
         originals: dict[str, Callable[..., Any]] = {}
 
         def softmax(input: Tensor, dim: int | None = None, *args: Any, **kwargs: Any) -> Tensor:
@@ -129,11 +141,7 @@ class SoftmaxInterceptor:
         with contextlib.ExitStack() as stack:
             for key, (owner, name, handler) in routes.items():
                 originals[key] = stack.enter_context(patch(owner, name).routed(handler))
-            try:
-                yield
-            finally:
-                while self.depth:
-                    self._leave()
+            yield
 
 
 def _explicit_attention(

@@ -5,6 +5,13 @@ tokenizer (anything with ``convert_ids_to_tokens``, e.g. a Hugging Face tokenize
 vocabulary does not cover (beyond the sequence, absent from the mapping, ``None`` from the
 tokenizer) is shown as its number, so that a partial vocabulary (say, only the label words) still
 helps; the statistics never depend on it.
+
+A tokenizer's tokens are shown as the text they stand for, not as its internal symbols: each token is
+decoded alone (``convert_tokens_to_string``), so byte-level BPE's ``Ġgorgeous`` reads ``gorgeous``, ``Ã©s``
+reads ``és`` and SentencePiece's ``▁film`` reads ``film``; a word's leading space is dropped, and whitespace
+that would be invisible is a mark (``↵`` a newline, ``⇥`` a tab, ``␣`` a token that is only a space). A token
+that is part of one character's bytes keeps its symbol. The one place reports get token text from a
+tokenizer: ``TokenNames(tokenizer).decode``.
 """
 
 from __future__ import annotations
@@ -15,6 +22,10 @@ from typing import Any
 
 from pytest_attnfaith.errors import AttnFaithError
 
+VISIBLE = str.maketrans({"\n": "↵", "\t": "⇥", "\r": "␍"})
+"""Whitespace a reader could not see in a table cell, as a mark."""
+REPLACEMENT = "\ufffd"
+"""What decoding yields for an incomplete UTF-8 sequence (one byte of a character that spans several tokens)."""
 EXPECTED = "a sequence of strings indexed by token id, a mapping id -> str, or a tokenizer with convert_ids_to_tokens"
 
 
@@ -23,6 +34,7 @@ class TokenNames:
 
     def __init__(self, vocabulary: Any) -> None:
         self.tokenizer: Any = None
+        self.texts: dict[str, str] = {}  # a tokenizer's token -> the text shown
         self.table: Mapping[int, str] | Sequence[str] = ()
         if callable(getattr(vocabulary, "convert_ids_to_tokens", None)):
             self.tokenizer = vocabulary
@@ -37,13 +49,30 @@ class TokenNames:
         """The text of each id (its number where the vocabulary has none)."""
         if self.tokenizer is not None:
             return [
-                str(i) if token is None else str(token)
+                str(i) if token is None else self.text_of(str(token))
                 for i, token in zip(ids, self.tokenizer.convert_ids_to_tokens(ids), strict=True)
             ]
         if isinstance(self.table, Mapping):
             return [self.table.get(i, str(i)) for i in ids]
         size = len(self.table)
         return [self.table[i] if 0 <= i < size else str(i) for i in ids]
+
+    def text_of(self, token: str) -> str:
+        """The text shown for a tokenizer's ``token`` (``displayed``), decoded once per token."""
+        if token not in self.texts:
+            self.texts[token] = displayed(getattr(self.tokenizer, "convert_tokens_to_string", None), token)
+        return self.texts[token]
+
+
+def displayed(to_string: Any, token: str) -> str:
+    """The text a tokenizer's token stands for (the module's docstring), from its ``convert_tokens_to_string``
+    (None: the token itself)."""
+    text = str(to_string([token])) if callable(to_string) else ""
+    if not text or REPLACEMENT in text:
+        return token
+    if not text.strip(" "):
+        return "␣" * len(text)
+    return text.lstrip(" ").translate(VISIBLE)
 
 
 def _indexable(vocabulary: Any) -> bool:

@@ -47,6 +47,24 @@ def _is_distribution(output: Any) -> bool:
     return bool((values >= -1e-5).all()) and bool(((values.sum(dim=-1) - 1).abs() <= distribution_tolerance(output.dtype)).all())
 
 
+def _what_it_returned(output: Any) -> str:
+    """What a module returned that is not an attention distribution, in words: its type or shape, and how it fails
+    (rows that do not sum to 1, negative values)."""
+    if not isinstance(output, Tensor):
+        return f"a {type(output).__name__}"
+    shape = "(B, " + ", ".join(str(size) for size in output.shape[1:]) + ")"  # B: the probe's batch is not the audit's
+    if not output.is_floating_point() or output.dim() not in (2, 4):
+        return f"a {output.dim()}-D {output.dtype} tensor of shape {shape}"
+    values = output.detach().double()
+    sums = values.sum(dim=-1)
+    problems = []
+    if bool(((sums - 1).abs() > distribution_tolerance(output.dtype)).any()):
+        problems.append(f"rows summing to {float(sums.min()):.3g}..{float(sums.max()):.3g}, not 1")
+    if bool((values < -1e-5).any()):
+        problems.append(f"negative values (min {float(values.min()):.3g})")
+    return f"a tensor of shape {shape} with {' and '.join(problems)}"
+
+
 class WrappedModel(AttentionModel):
     """A ``torch.nn.Module`` with the paths of its attention and embeddings modules."""
 
@@ -66,6 +84,7 @@ class WrappedModel(AttentionModel):
         if intercept not in INTERCEPT_MODES:
             raise AttnFaithError(f"intercept={intercept!r} is not valid: expected one of {INTERCEPT_MODES}")
         self.vocabulary = TokenNames(vocabulary) if vocabulary is not None else None
+        self._returned: str | None = None  # what the attention module returned, when it is not a distribution
         self.attention_path = attention
         self.embeddings_path = embeddings
         self.attention_module = submodule(net, attention, "attention")
@@ -137,7 +156,7 @@ class WrappedModel(AttentionModel):
     def _run(self, kwargs: Any) -> Any:
         """Counterfactual passes (attention edited, embeddings not captured) re-run only what the attention feeds."""
         armed = self.tap.armed
-        replacing = self._capture_embeddings or self._replace_embeddings is not None
+        replacing = self.tap.armed is not None and self.tap.armed.touches_embeddings
         if self.partial is not None and armed is not None and armed.edit is not None and not replacing:
             return self.partial.run(dict(kwargs))
         return self.module(**kwargs)
@@ -151,7 +170,21 @@ class WrappedModel(AttentionModel):
                 self.module(**kwargs)
         finally:
             handle.remove()
-        return "output" if seen and _is_distribution(seen[0]) else "softmax"
+        if seen and _is_distribution(seen[0]):
+            return "output"
+        self._returned = _what_it_returned(seen[0]) if seen else None
+        return "softmax"
+
+    def not_attention(self) -> str:
+        """Where the named module ran but returned no distribution and computed none inside: what it returned."""
+        if self._returned is None:
+            return ""
+        return (
+            f"attention={self.attention_path!r} is not an attention distribution: the module ran and returned "
+            f"{self._returned}, and computed no softmax inside; expected the module whose output is the attention "
+            "distribution, (B, T) or (B, H, Tq, Tk) with non-negative rows summing to 1 over the unmasked positions, "
+            "or a module that computes one with a softmax"
+        )
 
 
 def wrap(

@@ -3,7 +3,10 @@
 The players are the real tokens, the value of a coalition S is p_ŷ(x_S) — the float64 probability of
 the class predicted on x, with every real token outside S removed as the ``removal`` option removes
 tokens (``"delete"``: deleted, the row shortened; ``"mask"``: replaced by the mask, else pad, token;
-special tokens are never removed). φ_t is the mean over permutations π of the real tokens of
+special tokens are never removed). Where deleting every real token leaves nothing to run (no special token:
+a wrapped model's rows), v(∅) is 1/C, the probability of the uniform output that carries no evidence; each
+token is first in 1/n of the permutations, so v(∅) shifts every exact Shapley value by the same amount and
+leaves their ranking, all the checks read, unchanged. φ_t is the mean over permutations π of the real tokens of
 v(tokens before t in π, and t) − v(tokens before t in π): ``shapley_samples`` permutations drawn at
 random (seeded from the audit seed), or all n! of them when n! ≤ ``shapley_samples`` — the exact
 Shapley value, equal to Captum's ``ShapleyValues`` (tests). Σ_t φ_t = p_ŷ(x) − p_ŷ(no real token).
@@ -21,7 +24,6 @@ from functools import cache
 import torch
 from torch import Tensor
 
-from pytest_attnfaith.errors import AttnFaithError
 from pytest_attnfaith.session import Context
 
 ROWS_PER_CHUNK = 4
@@ -31,7 +33,8 @@ length (deletion) fills whole passes."""
 
 def attribute(context: Context) -> Tensor:
     """φ (B, T), float64, 0 off the real positions (and on rows with fewer than two real tokens)."""
-    _check_empty_coalition(context)
+    if context.options.removal == "mask" and context.batch.input_ids is not None:  # without ids: the baseline
+        context.removal_token("removal")  # raises, naming the option, before any row runs
     samples, batch = context.options.shapley_samples, context.batch
     scores = torch.zeros(batch.size, batch.length, dtype=torch.float64, device=context.probs.device)
     keys = torch.rand(batch.size, samples, batch.length, generator=context.generator("shapley"))  # the same draws at any chunking
@@ -56,7 +59,8 @@ def _values(context: Context, instances: Tensor, keys: Tensor) -> Tensor:
     how = context.options.removal
     value = torch.zeros(len(instances), ranks.shape[1], length + 1, dtype=torch.float64, device=real.device)
     value[b, p, j] = context.run_removed(instances[b], removed, how, "removal", predicted[b])
-    value[:, :, 0] = context.run_removed(instances, real, how, "removal", predicted).unsqueeze(1)
+    empty = context.run_removed(instances, real, how, "removal", predicted)  # NaN: nothing left to run
+    value[:, :, 0] = empty.nan_to_num(nan=1.0 / context.probs.shape[1]).unsqueeze(1)
     full = context.probs[instances].gather(1, predicted.unsqueeze(1))
     value.scatter_(2, count.view(-1, 1, 1).expand(-1, ranks.shape[1], 1), full.unsqueeze(-1).expand(-1, ranks.shape[1], 1))
     at = ranks.clamp(max=length - 1)
@@ -90,19 +94,3 @@ def _permutations(real: Tensor, keys: Tensor) -> tuple[Tensor, Tensor]:
 def _all_orders(n: int) -> Tensor:
     """Every permutation of n tokens as the rank of each token (n!, n)."""
     return torch.tensor(list(itertools.permutations(range(n))), dtype=torch.long).argsort(dim=1)
-
-
-def _check_empty_coalition(context: Context) -> None:
-    """With ``removal="delete"``, the empty coalition must leave something to run: a special token."""
-    if context.options.removal == "mask":
-        if context.batch.input_ids is not None:  # without token ids the baseline replaces a position
-            context.removal_token("removal")
-        return
-    kept = (context.batch.attention_mask.bool() & ~context.batch.real).any(dim=1).to(context.real.device)
-    orphan = ((context.real_count >= 2) & ~kept).nonzero()
-    if len(orphan):
-        raise AttnFaithError(
-            f"explainer 'shapley' with removal='delete': instance {int(orphan[0])} has no position that is never removed "
-            "(no special token), so the coalition without any token would be an empty input; use removal='mask' "
-            "(with mask_token_id for a wrapped model), or mark special tokens in special_tokens_mask"
-        )

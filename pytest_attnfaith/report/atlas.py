@@ -13,7 +13,7 @@ from typing import Any
 
 from pytest_attnfaith.formatting import compact, fixed
 from pytest_attnfaith.options import QUESTIONS
-from pytest_attnfaith.results import question_answer
+from pytest_attnfaith.results import TEXT_RENDERERS, question_answer
 
 Rows = list[dict[str, Any]]
 ANSWER_CLASS = {"yes": "pass", "no": "fail", "inconclusive": "inconclusive", "not tested": "na"}
@@ -77,6 +77,15 @@ def atlas_lines(label: str, report: dict[str, Any]) -> list[tuple[str, str]]:
     return lines
 
 
+LEGEND = (
+    "Each cell is one (layer, head) edited alone; the column 'all' edits every head of the layer together. The "
+    "number is the effect of the question's first check that ran (named above each map), its colour the head's "
+    "answer after false-discovery control: green yes, red no, yellow inconclusive. Hover a cell for its "
+    "statistic, interval, q-value and rank."
+)
+"""What an atlas cell shows, printed above the maps."""
+
+
 def atlas_html(report: dict[str, Any]) -> str:
     """Layer × head heat maps, one per question answered: each cell the head's answer, its shade the effect of the
     question's first check (darker: further on the passing side), the layer's row (all heads edited) on the right."""
@@ -96,6 +105,7 @@ def atlas_html(report: dict[str, Any]) -> str:
         )
         + "</p>"
     )
+    parts.append(f'<div class="meta">{escape(LEGEND)}</div>')
     for question, grid in grids.items():
         effects = _effects(rows, question)
         head = "<tr><th>layer</th>" + "".join(f"<th>{'all' if h == 'all' else f'h{h}'}</th>" for h in heads) + "</tr>"
@@ -104,7 +114,9 @@ def atlas_html(report: dict[str, Any]) -> str:
             cells = "".join(_cell(grid.get((layer, h), "not tested"), effects.get((layer, h))) for h in heads)
             body.append(f"<tr><th>{layer}</th>{cells}</tr>")
         table = f'<table class="heat">{head}{"".join(body)}</table>'
-        parts.append(f'<div class="meta">{escape(question)}</div><div class="scroll">{table}</div>')
+        shown = next(iter(effects.values()), None)
+        caption = f"{question}: {shown['check']}, {shown['effect']['name']}" if shown else question
+        parts.append(f'<div class="meta">{escape(caption)}</div><div class="scroll">{table}</div>')
     return "".join(parts)
 
 
@@ -135,3 +147,6 @@ def _effect(row: dict[str, Any]) -> str:
     """A row's effect with its interval, two significant digits each (a TVD of 1e-4 reads ``1.0e-4``, not ``0.000``)."""
     low, high = row["effect"]["interval"]
     return f"{compact(row['effect']['value'])} [{compact(low)}, {compact(high)}]"
+
+
+TEXT_RENDERERS["per_head"] = lambda report: [text for text, _ in atlas_lines("report.per_head", report)]

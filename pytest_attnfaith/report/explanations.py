@@ -33,7 +33,8 @@ def attention_only(tests: Tests) -> Tests:
 
 
 def explanation_audits(tests: Tests) -> dict[str, dict[str, dict[str, Any]]]:
-    """Per test node id with explanation audits: explainer (``name #2`` for a repeat) → report, most faithful first."""
+    """Per test node id with explanation audits: explainer (``name #2`` for a repeat) → report, most faithful first,
+    then those that could not run (``error``)."""
     grouped: dict[str, dict[str, dict[str, Any]]] = {}
     for nodeid, reports in tests.items():
         named: dict[str, dict[str, Any]] = {}
@@ -44,18 +45,23 @@ def explanation_audits(tests: Tests) -> dict[str, dict[str, dict[str, Any]]]:
             while name in named:
                 name, repeat = f"{report.get('explainer')} #{repeat}", repeat + 1
             named[name] = report
+        ran = {name: report["checks"] for name, report in named.items() if not report.get("error")}
         if named:
-            grouped[nodeid] = {name: named[name] for name in rank_explanations({n: r["checks"] for n, r in named.items()})}
+            order = [*rank_explanations(ran), *(name for name in named if name not in ran)]
+            grouped[nodeid] = {name: named[name] for name in order}
     return grouped
 
 
 def leaderboard(reports: dict[str, dict[str, Any]]) -> tuple[list[str], list[list[tuple[str, str]]]]:
     """The columns and, per explainer in rank order, ``(text, verdict)`` cells: rank, explainer, verdict, then per
-    check its statistic with interval."""
+    check its statistic with interval (for an explainer that could not run: unranked, and why)."""
     checks = list(dict.fromkeys(name for report in reports.values() for name in report["checks"]))
     header = ["rank", "explainer", "verdict", *checks]
     rows = []
     for rank, (name, report) in enumerate(reports.items(), start=1):
+        if report.get("error"):
+            rows.append([("—", ""), (name, ""), ("could not run", "failed"), *[("—", "")] * len(checks)])
+            continue
         verdict = "passed" if report["passed"] else "failed"
         cells = [(str(rank), ""), (name, ""), (STATE[verdict], verdict)]
         for check in checks:
@@ -67,6 +73,11 @@ def leaderboard(reports: dict[str, dict[str, Any]]) -> tuple[list[str], list[lis
             cells.append((text, result["verdict"]))
         rows.append(cells)
     return header, rows
+
+
+def refusals(reports: dict[str, dict[str, Any]]) -> list[str]:
+    """One sentence per explainer that could not run on the model: its name and the reason."""
+    return [f"{name} could not run: {report['error']}" for name, report in reports.items() if report.get("error")]
 
 
 def terminal_lines(tests: Tests, outcomes: dict[str, str] | None = None) -> list[Line]:
@@ -87,6 +98,7 @@ def terminal_lines(tests: Tests, outcomes: dict[str, str] | None = None) -> list
         lines.append(("  " + _join(header, sizes), ""))
         for row in rows:
             lines.append(("  " + _join([text for text, _ in row], sizes), "" if row[2][1] == "passed" else "red"))
+        lines.extend(("  " + sentence, "red") for sentence in refusals(reports))
     return lines
 
 
@@ -113,6 +125,7 @@ def html_section(tests: Tests, outcomes: dict[str, str] | None = None) -> str:
         outcome = outcome_text((outcomes or {}).get(nodeid))
         title = escape(nodeid) + (f' <span class="meta">{escape(outcome)}</span>' if outcome else "")
         parts.append(f'<h3>{title}</h3><div class="scroll"><table class="leaderboard">{head}{body}</table></div>')
+        parts.extend(f'<p class="fail">{escape(sentence)}</p>' for sentence in refusals(reports))
         svg = deletion_curves(reports, f"explanations{number}") if figures else None
         if svg:
             parts.append(f'<div class="figure">{svg}</div>')

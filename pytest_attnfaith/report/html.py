@@ -96,7 +96,7 @@ def render_html(document: dict[str, Any]) -> str:
     """The whole page for a session document (``schema.session_document``)."""
     figures = _figures_module()
     tests, outcomes, messages = document["tests"], document.get("outcomes", {}), document.get("messages", {})
-    body = [_header(document), _summary_table(tests, outcomes, messages)]
+    body = [_header(document), _summary_table(tests, outcomes, messages, document.get("notes", {}))]
     body.append(explanations.html_section(tests, outcomes))
     body.append(_baseline(document.get("baseline")))
     if figures is None:
@@ -166,9 +166,11 @@ def _header(document: dict[str, Any]) -> str:
     )
 
 
-def _summary_table(tests: dict[str, list[dict[str, Any]]], outcomes: dict[str, str], messages: dict[str, str]) -> str:
+def _summary_table(
+    tests: dict[str, list[dict[str, Any]]], outcomes: dict[str, str], messages: dict[str, str], notes: dict[str, str]
+) -> str:
     """One row per attention audit and per test that failed before recording any audit (explanation audits have
-    their own section)."""
+    their own section); under a test's name, its failure message where it adds to the verdict, else its note."""
     unaudited = unaudited_failures(tests, outcomes, messages)
     recorded, tests = bool(tests), explanations.attention_only(tests)
     checks = _checks_run(tests)
@@ -179,7 +181,7 @@ def _summary_table(tests: dict[str, list[dict[str, Any]]], outcomes: dict[str, s
     for number, (nodeid, label, report) in enumerate(audits(tests)):
         outcome = outcomes.get(nodeid)
         state = verdict_state(report, outcome)
-        why = failure_note(messages.get(nodeid)) if label == nodeid else None
+        why = (failure_note(messages.get(nodeid)) or notes.get(nodeid)) if label == nodeid else None
         cells = [
             f'<td class="test"><a href="#audit-{number}">{escape(label)}</a>{_why(why)}</td>',
             *([_outcome_cell(outcome)] if pytest_column else []),
@@ -323,7 +325,9 @@ def _heat_maps(report: dict[str, Any]) -> str:
     if report["instances"].get("image"):  # an image audit: the maps over the image instead of token tables
         return image_maps_html(report, worst)
     maps = [_heat_map(report, index, reasons) for index, reasons in worst.items()]
-    return f"<h3>{title}: attention beside gradient and leave-one-out importance</h3>" + "".join(maps)
+    beside = [name for name, label in (("gradient", "gradient"), ("loo", "leave-one-out")) if name in report["checks"]]
+    shown = " and ".join(dict(gradient="gradient", loo="leave-one-out")[name] for name in beside)
+    return f"<h3>{title}: attention" + (f" beside {shown} importance" if beside else "") + "</h3>" + "".join(maps)
 
 
 def _heat_map(report: dict[str, Any], index: int, reasons: list[str]) -> str:

@@ -43,10 +43,12 @@ def session_document(
     baseline: dict[str, Any] | None = None,
     outcomes: dict[str, str] | None = None,
     messages: dict[str, str] | None = None,
+    notes: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """The whole session: environment, counts, every recorded audit per test node id, pytest's outcome of every
     test run (``outcomes``) and the one-line failure of those that use the plugin (``messages``), the baseline
-    comparison. Outside pytest (the ``attnfaith`` command) ``outcomes`` and ``messages`` are empty."""
+    comparison, and ``notes`` (node id → why its verdict is what it is, in words: the demo's). Outside pytest (the
+    ``attnfaith`` command) ``outcomes`` and ``messages`` are empty."""
     return {
         "schema_version": SESSION_SCHEMA_VERSION,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -55,6 +57,7 @@ def session_document(
         "tests": tests,
         "outcomes": dict(outcomes or {}),
         "messages": dict(messages or {}),
+        "notes": dict(notes or {}),
         "baseline": baseline,
     }
 

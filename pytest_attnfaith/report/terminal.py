@@ -27,6 +27,8 @@ Line = tuple[str, str]
 ROW_STYLE = {"passed": "", "failed": "red", "inconclusive": "yellow"}
 LABEL_STYLE = {"passed": "green", "failed": "red", "expected": ""}
 HEADER = ("check", "statistic", "value", "interval", "required", "verdict", "instances")
+NOT_FAITHFUL = "is not faithful:"
+"""In pytest's message of a test failed by ``assert_*_faithful``, whose traceback already shows the worst instances."""
 VERDICT_TEXT = {"passed": "passed", "failed": "FAILED", "inconclusive": "inconclusive"}
 
 
@@ -47,9 +49,9 @@ def summary_lines(
     counts = summary(tests)
     lines.append(
         (
-            f"{plural(counts['audits'], 'audit')} in {plural(counts['tests'], 'test')}: {counts['failed_audits']} failed, "
-            f"{counts['failed_checks']} of {plural(counts['checks'], 'check')} failed, "
-            f"{counts['inconclusive_checks']} inconclusive",
+            f"{plural(counts['audits'], 'audit')} in {plural(counts['tests'], 'test')}, "
+            f"{counts['failed_audits']} with a failing verdict; their checks: {counts['failed_checks']} of "
+            f"{counts['checks']} failed, {counts['inconclusive_checks']} inconclusive",
             "red" if counts["failed_audits"] else "green",
         )
     )
@@ -57,7 +59,9 @@ def summary_lines(
         lines.extend(atlas_lines(label, report))
         lines.extend((f"{label}: warning: {warning}", "yellow") for warning in report.get("model", {}).get("warnings", []))
     if verbosity >= 0:
-        lines.extend(worst_lines(attention, 1 if verbosity == 0 else None, width, outcomes))
+        shown = {nodeid for nodeid, message in messages.items() if NOT_FAITHFUL in message}
+        unseen = {nodeid: reports for nodeid, reports in attention.items() if nodeid not in shown}
+        lines.extend(worst_lines(unseen, 1 if verbosity == 0 else None, width, outcomes))
     if verbosity > 0:
         lines.extend(model_lines(attention))
     if comparison is not None:
@@ -109,7 +113,8 @@ def verdict(report: dict[str, Any]) -> str:
 
 
 def worst_lines(tests: Tests, per_check: int | None, width: int, outcomes: dict[str, str] | None = None) -> list[Line]:
-    """For each failing audit: its worst instances, each naming the checks it is worst for, as token tables."""
+    """For each failing audit: its worst instances, each naming the checks it is worst for, as token tables
+    (``summary_lines`` leaves out the audits whose failure message above already showed them)."""
     lines: list[Line] = []
     for nodeid, label, report in audits(tests):
         worst = _worst_by_instance(report, per_check)

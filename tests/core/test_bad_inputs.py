@@ -155,3 +155,38 @@ def test_one_real_token_gives_nan_values_that_are_counted_not_a_crash() -> None:
         assert result.undefined >= 1, result.name
         assert result.to_dict()["per_instance"][0] is None
         assert result.statistic == result.statistic  # the mean is not NaN
+
+
+class LinearAttention(nn.Module):
+    """The path names a Linear inside the attention block (its value projection), not the distribution."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(40, 4)
+        self.pool = nn.Module()
+        self.pool.attn = nn.Module()
+        self.pool.attn.v = nn.Linear(4, 4)
+        self.head = nn.Linear(4, 2)
+
+    def forward(self, input_ids, attention_mask=None):
+        values = self.pool.attn.v(self.embed(input_ids))
+        weights = torch.softmax(values.sum(-1), dim=-1)
+        return self.head((weights.unsqueeze(-1) * values).sum(1))
+
+
+def test_a_module_that_runs_but_is_not_a_distribution_is_reported_with_what_it_returned() -> None:
+    with pytest.raises(af.AttentionUnavailableError) as raised:
+        af.audit(af.wrap(LinearAttention(), attention="pool.attn.v", embeddings="embed"), {"input_ids": IDS})
+    message = str(raised.value)
+    assert message.startswith("attention='pool.attn.v' is not an attention distribution: the module ran and returned ")
+    assert f"a 3-D torch.float32 tensor of shape (B, {IDS.shape[1]}, 4), and computed no softmax inside" in message
+    assert "never computed" not in message and "non-negative rows summing to 1" in message
+
+
+def test_an_input_key_the_forward_does_not_take_is_named_before_any_pass() -> None:
+    inputs = {"input_ids": IDS, "attention_mask": torch.ones_like(IDS), "token_type_ids": torch.zeros_like(IDS)}
+    with pytest.raises(af.AttnFaithError) as raised:
+        af.audit(af.wrap(ZooModel("faithful"), attention="attn", embeddings="embed"), inputs)
+    message = str(raised.value)
+    assert message.startswith("input 'token_type_ids' is not a parameter of ZooModel.forward, whose parameters are ")
+    assert "input_ids, attention_mask" in message and "return_token_type_ids=False" in message

@@ -124,3 +124,17 @@ def test_the_worst_instance_of_sufficiency_is_its_highest_value() -> None:
 
     assert worst_indices("sufficiency", [0.1, 0.5, 0.3], [0, 1, 2], 2) == [1, 2]
     assert worst_indices("comprehensiveness", [0.1, 0.5, 0.3], [0, 1, 2], 2) == [0, 2]
+
+
+def test_the_readme_comparison_runs_on_a_wrapped_model_and_names_what_could_not_run(inputs) -> None:
+    explainers = ["attention", "integrated_gradients", "leave_one_out", "shapley"]
+    comparison = af.compare_explanations(wrapped("faithful"), inputs, explainers)
+    assert sorted(comparison.ranking) == sorted(explainers) and comparison.unavailable == {}
+    # the mask removal needs a mask token the wrapped model does not have: shapley cannot run, the rest is ranked
+    masked = af.compare_explanations(wrapped("faithful"), inputs, ["attention", "shapley"], removal="mask", checks=["gradient"])
+    assert masked.ranking == ["attention"] and list(masked.unavailable) == ["shapley"]
+    assert "mask_token_id" in masked.unavailable["shapley"]
+    assert json.loads(masked.to_json())["unavailable"] == masked.unavailable
+    assert "shapley: could not run: option removal='mask' needs a mask or pad token id" in masked.summary()
+    with pytest.raises(af.AttnFaithError, match="removal='mask' needs a mask"):
+        af.audit_explanation(wrapped("faithful"), inputs, "shapley", removal="mask")

@@ -34,3 +34,15 @@ def test_report_keeps_attention_and_importance_compact_and_writes_lists() -> Non
     written = json.loads(report.to_json())
     assert written["instances"]["attention"] == attention.tolist()
     assert written["checks"]["gradient"]["details"]["importance"] == importance.tolist()
+
+
+def test_a_check_result_and_a_report_print_one_line_as_scipys_results_do() -> None:
+    report = af.audit(af.wrap(ZooModel("unused"), attention="attn", embeddings="embed"), sentiment_task(24, seed=1).inputs())
+    uniform = report.checks["uniform"]
+    low, high = uniform.interval
+    assert repr(uniform) == (
+        f"CheckResult(name='uniform', statistic={uniform.statistic:.4g}, interval=({low:.4g}, {high:.4g}), "
+        f"verdict='{uniform.verdict}')"
+    )
+    assert repr(report) == (f"Report(passed=False, verdicts={report.verdicts!r}, checks={list(report.checks)!r}, instances=24)")
+    assert str(report) == report.summary() and str(report).startswith("attention faithfulness: FAILED")

@@ -50,6 +50,10 @@ def test_decorative_twin_of_the_bilstm_fails_every_question(trained_bilstms, bil
     with pytest.raises(af.AttentionNotFaithful) as raised:
         af.assert_attention_faithful(af.wrap(trained_bilstms["twin"], attention="attn", embeddings="embed"), bilstm_inputs)
     assert raised.value.report.answers == {"used": False, "agrees": False, "unique": False}
+    message = str(raised.value).splitlines()
+    assert len(raised.value.report.failed_checks) == 6
+    assert len(message) <= 60, "a six-check failure fits a screen (0.2: 106 lines, every check's three worst tables)"
+    assert sum(line.startswith("    instance ") for line in message) == 3  # the option worst=3: the worst overall
 
 
 def test_require_relaxes_the_verdict_to_the_named_questions(trained_bilstms, bilstm_inputs) -> None:

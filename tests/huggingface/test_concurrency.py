@@ -15,29 +15,12 @@ from torch import nn
 
 import pytest_attnfaith as af
 from pytest_attnfaith.adapters import patches
-from pytest_attnfaith.zoo import VOCAB as ZOO_VOCAB
 from pytest_attnfaith.zoo import sentiment_task
+from tests.core.test_wrap import MHAClassifier
 from tests.huggingface.conftest import build, token_batch
 
 WRAPPED_INPUTS = sentiment_task(12, seed=3, length=10).inputs()
 FAST = {"checks": ["uniform", "permutation", "erasure"], "permutations": 10}
-
-
-class MHAClassifier(nn.Module):
-    """A classifier over ``nn.MultiheadAttention``, whose softmax the audit intercepts (process-wide patches)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        self.embed = nn.Embedding(ZOO_VOCAB, 8, padding_idx=0)
-        self.mha = nn.MultiheadAttention(8, 2, batch_first=True)
-        self.head = nn.Linear(8, 2)
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        e = self.embed(input_ids)
-        pad = None if attention_mask is None else attention_mask == 0
-        out, _ = self.mha(e, e, e, key_padding_mask=pad)
-        return self.head(out[:, 0])
 
 
 def process_state() -> dict[str, Any]:

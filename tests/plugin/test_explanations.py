@@ -68,3 +68,28 @@ def test_explanation_audits_are_recorded_per_test_with_a_leaderboard(explanation
     assert "Explanations: which one clears the bar" in " ".join(page.text)
     assert page_text.count('class="leaderboard"') == 3
     assert "fraction of tokens removed" in page_text and "random orderings" in page_text
+
+
+def test_an_explainer_that_cannot_run_is_a_row_with_its_reason_in_the_terminal_json_and_html(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        test_refused="""
+import pytest_attnfaith as af
+from pytest_attnfaith.zoo import ZooModel, sentiment_task
+
+
+def test_compare(attnfaith):
+    model = af.wrap(ZooModel("faithful"), attention="attn", embeddings="embed")
+    inputs = sentiment_task(16, seed=7).inputs()
+    comparison = attnfaith.compare_explanations(model, inputs, ["attention", "shapley"], removal="mask", checks=["gradient"])
+    assert comparison.ranking == ["attention"] and list(comparison.unavailable) == ["shapley"]
+"""
+    )
+    result = pytester.runpytest("--attnfaith-json", "out.json", "--attnfaith-html", "out.html")
+    result.assert_outcomes(passed=1)
+    reason = "shapley could not run: option removal='mask' needs a mask or pad token id"
+    result.stdout.re_match_lines([r"  — +shapley +could not run .*", f"  {reason}.*"])
+    audits = read_json(pytester.path / "out.json")["tests"]["test_refused.py::test_compare"]
+    assert [audit["error"] for audit in audits][1].startswith("option removal='mask' needs a mask")
+    assert reason in (pytester.path / "out.html").read_text(encoding="utf-8")

@@ -69,7 +69,10 @@ def test_failure_reads_as_an_explanation_not_a_tensor_dump(model_repo: pytest.Py
     assert "tensor(" not in result.stdout.str()
 
 
-def test_summary_section_has_a_row_per_audit_and_check_and_the_worst_instance(model_repo: pytest.Pytester) -> None:
+def test_summary_section_has_a_row_per_audit_and_check_and_no_second_copy_of_the_token_tables(
+    model_repo: pytest.Pytester,
+) -> None:
+    """The failure message shows the worst instances; the section's own tables are for audits that did not raise."""
     result = model_repo.runpytest("-k", "fixture and (unused or faithful)")
     result.stdout.fnmatch_lines(
         [
@@ -79,14 +82,28 @@ def test_summary_section_has_a_row_per_audit_and_check_and_the_worst_instance(mo
             "  gradient *mean Kendall τ*>= 0.250*passed*8 instances, 0 flagged (0%)",
             "test_models.py::test_fixture[[]unused[]]: FAILED (used, unique answered no); pytest: failed",
             "  permutation *fraction flagged*1.000*[[]0.631, 1.000[]]*<= 0.500*FAILED*8 instances, 8 flagged (100%)",
-            "2 audits in 2 tests: 1 failed, 4 of 12 checks failed, 0 inconclusive",
-            "worst instances of the failing checks*",
-            "  instance *, worst for permutation*",
-            "    token *",
-            "    attention *",
-            "    gradient *",
-            "    loo *",
+            "2 audits in 2 tests, 1 with a failing verdict; their checks: 4 of 12 failed, 0 inconclusive",
         ]
+    )
+    section = result.stdout.str().split("= attnfaith =")[1]
+    assert "worst instances" not in section and result.stdout.str().count("    instance ") == 3
+
+
+def test_the_section_shows_the_worst_instances_of_an_audit_that_did_not_raise(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_quiet_audit="""
+import pytest_attnfaith as af
+from pytest_attnfaith.zoo import ZooModel, sentiment_task
+
+
+def test_audit_only():
+    model = af.wrap(ZooModel("unused"), attention="attn", embeddings="embed")
+    assert not af.audit(model, sentiment_task(8).inputs(), checks=["uniform"]).passed
+"""
+    )
+    result = pytester.runpytest()
+    result.stdout.fnmatch_lines(
+        ["worst instances of the failing checks*", "  instance *, worst for uniform*", "    token *", "    attention *"]
     )
 
 
@@ -138,7 +155,7 @@ def test_xdist_workers_send_every_audit_to_the_controller(model_repo: pytest.Pyt
         "-n", "2", "-p", "xdist", "--attnfaith-json", "out.json", "--attnfaith-html", "out.html", *NO_INCONCLUSIVE_WARNING
     )
     result.assert_outcomes(passed=2, failed=4)
-    result.stdout.fnmatch_lines(["*= attnfaith =*", "6 audits in 6 tests: 4 failed, *"])
+    result.stdout.fnmatch_lines(["*= attnfaith =*", "6 audits in 6 tests, 4 with a failing verdict; their checks: *"])
     assert "warning" not in result.stdout.str().lower()
     document = read_json(model_repo.path / "out.json")
     assert set(document["tests"]) == set(CASES)
@@ -157,5 +174,5 @@ def test_a_failure_on_256_token_inputs_prints_a_bounded_number_of_lines(pytester
     printed = result.stdout.str().split("short test summary")[0]
     section = printed.split("= attnfaith =")[1].splitlines()
     assert len(printed.splitlines()) <= 150 and len(section) <= 45  # 339 lines before the windowed tables
-    assert max(len(line) for line in section if line.startswith("    ")) <= 80  # the token tables fit the terminal
+    assert "worst instances" not in "\n".join(section)  # the failure message above holds the windowed tables
     result.stdout.fnmatch_lines(["*256 tokens: the 3 largest values of each row*", "*superb*"])
