@@ -39,6 +39,11 @@ EXPLAINER_NAMES: tuple[str, ...] = (
     "integrated_gradients",
     "leave_one_out",
     "shapley",
+    "attention_norm",
+    "value_zeroing",
+    "alti",
+    "attention_gradient",
+    "attention_flow",
 )
 ALL_CHECK_NAMES: tuple[str, ...] = (*CHECK_NAMES, *EXPLANATION_CHECK_NAMES)
 IG_METHODS: tuple[str, ...] = ("gausslegendre", "riemann_trapezoid", "riemann_left", "riemann_right", "riemann_middle")

@@ -90,7 +90,7 @@ def test_explanation_reproduction_compares_every_explainer_under_both_removals(t
     (model,) = result["models"]
     assert model["audited"] == 6 and set(model["removals"]) == {"delete", "mask"}
     for comparison in model["removals"].values():
-        assert sorted(comparison["ranking"]) == sorted(name for name in explanations.af.EXPLAINER_NAMES if name != "rollout")
+        assert sorted(comparison["ranking"]) == sorted(name for name in explanations.CLASSIC if name != "rollout")
     section = (out / "R.md").read_text()
     assert section.startswith("<!-- begin explanations -->") and "| mask | 1 |" in section
     assert 'class="leaderboard"' in (out / "e.html").read_text()

@@ -38,6 +38,7 @@ from benchmarks.sections import write_section
 from pytest_attnfaith.audit import environment
 
 REMOVALS = ("delete", "mask")
+CLASSIC = ("attention", "rollout", "gradient_x_input", "integrated_gradients", "leave_one_out", "shapley")  # 0.2's six
 SMOLLM2_EXPLAINERS = ("attention", "rollout", "gradient_x_input", "leave_one_out", "integrated_gradients")  # no shapley: cost
 
 
@@ -62,7 +63,7 @@ def sst_bilstm(args: argparse.Namespace, dataset: Dataset) -> Case:
     test = dataset.test.sample(args.bilstm_sentences, args.seed)
     inputs = batch_inputs([vocab.encode(words) for words in test.words])
     model = af.wrap(trained.model, attention="attn", embeddings="embed")
-    names = tuple(name for name in af.EXPLAINER_NAMES if name != "rollout")  # one attention layer: no rollout
+    names = tuple(name for name in CLASSIC if name != "rollout")  # one attention layer: no rollout
     record = {
         "test_accuracy": float(((scores > 0.5) == np.asarray(dataset.test.labels)).mean()),
         "best_epoch": trained.best_epoch,
@@ -80,9 +81,8 @@ def sst_minilm(args: argparse.Namespace, dataset: Dataset) -> Case:
     test = dataset.test.sample(args.minilm_sentences, args.seed)
     inputs = _encode(tokenizer, test.words)
     label = "MiniLM-L6 fine-tuned on SST"
-    return Case(
-        "minilm", label, af.huggingface(model, tokenizer), inputs, af.EXPLAINER_NAMES, {}, {**record, "audited": len(test.labels)}
-    )
+    record = {**record, "audited": len(test.labels)}
+    return Case("minilm", label, af.huggingface(model, tokenizer), inputs, tuple(args.minilm_explainers), {}, record)
 
 
 def sst_smollm2(args: argparse.Namespace, dataset: Dataset) -> Case:
@@ -139,24 +139,55 @@ MODELS: dict[str, Callable[[argparse.Namespace, Dataset], Case]] = {
 }
 
 
-def explain_model(case: Case, seed: int, batch_size: int) -> dict[str, Any]:
-    """Every explainer of ``case`` under both removal operators: per removal, the comparison and its seconds."""
-    out: dict[str, Any] = {"model": case.name, "label": case.label, **case.record, "removals": {}}
+def explain_model(case: Case, seed: int, batch_size: int, scale: str | None = None) -> dict[str, Any]:
+    """Every explainer of ``case`` under both removal operators: per removal, the comparison and its seconds
+    (``scale``: the option ``scale``, where given; None keeps the package's default)."""
+    options = {**case.options, **({"scale": scale} if scale is not None else {})}
+    out: dict[str, Any] = {"model": case.name, "label": case.label, **case.record, "scale": scale, "removals": {}}
     for removal in REMOVALS:
         print(f"[{case.name}] compare_explanations, removal={removal}", flush=True)
         started = time.perf_counter()
         comparison = af.compare_explanations(
-            case.model, case.inputs, case.explainers, seed=seed, batch_size=batch_size, removal=removal, **case.options
+            case.model, case.inputs, case.explainers, seed=seed, batch_size=batch_size, removal=removal, **options
         )
         out["removals"][removal] = {"seconds": time.perf_counter() - started, **comparison.to_dict()}
     return out
+
+
+def explainer_costs(case: Case, batch_size: int) -> dict[str, Any]:
+    """CPU seconds of each explainer of ``case`` through ``af.explain`` over its inputs, and as a multiple of one
+    plain forward pass of the model over the same inputs (no gradients, ``batch_size`` rows per pass), both timed
+    in this process; the least of two timings of the pass."""
+    net = case.model.module
+    plain = {key: value for key, value in case.inputs.items() if key != "special_tokens_mask"}
+    count = int(plain["input_ids"].shape[0])
+
+    def forward() -> None:
+        with torch.no_grad():
+            for start in range(0, count, batch_size):
+                net(**{key: value[start : start + batch_size] for key, value in plain.items()})
+
+    def cpu(run: Callable[[], Any]) -> float:
+        started = time.process_time()
+        run()
+        return time.process_time() - started
+
+    forward()  # warm-up
+    base = min(cpu(forward) for _ in range(2))
+    costs: dict[str, Any] = {"forward_cpu_seconds": base, "explainers": {}}
+    for name in case.explainers:
+        print(f"[{case.name}] cost of {name}", flush=True)
+        seconds = cpu(lambda name=name: af.explain(case.model, case.inputs, name, batch_size=batch_size, **case.options))
+        costs["explainers"][name] = {"cpu_seconds": seconds, "forward_passes": seconds / base}
+    return costs
 
 
 def markdown(result: dict[str, Any]) -> str:
     """The REPRODUCTION.md section: per model and removal operator, every explainer's two gains with intervals."""
     first = next(iter(result["models"][0]["removals"].values()))["reports"]
     options = next(iter(first.values()))["options"]
-    lines = ["## Which explanation clears the bar (ERASER against random orderings)", ""]
+    title = result.get("title", "Which explanation clears the bar (ERASER against random orderings)")
+    lines = [f"## {title}", ""]
     lines += [_run_line(run) for run in runs(result)]
     lines += [
         "",
@@ -184,7 +215,17 @@ def markdown(result: dict[str, Any]) -> str:
         seconds = ", ".join(f"{removal} {c['seconds']:.0f} s" for removal, c in model["removals"].items())
         lines.append(f"Time per comparison (the explainers above, wall): {seconds}.")
         lines.append("")
+        if model.get("costs"):
+            lines.append(_cost_line(model["costs"]))
+            lines.append("")
     return "\n".join(lines)
+
+
+def _cost_line(costs: dict[str, Any]) -> str:
+    """Each explainer's CPU time over the audited inputs as a multiple of one plain forward pass over them."""
+    cells = ", ".join(f"`{name}` {cost['forward_passes']:.1f}×" for name, cost in costs["explainers"].items())
+    base = costs["forward_cpu_seconds"]
+    return f"Cost of each explainer (`af.explain`, CPU time) in forward passes over the same inputs ({base:.2f} s): {cells}."
 
 
 def runs(result: dict[str, Any]) -> list[dict[str, Any]]:
@@ -224,10 +265,15 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=4, help="BiLSTM training epochs (as the reproduction)")
     p.add_argument("--bilstm-sentences", type=int, default=200, help="test sentences for the BiLSTM")
     p.add_argument("--minilm-sentences", type=int, default=100, help="test sentences for MiniLM")
+    p.add_argument("--minilm-explainers", nargs="*", choices=af.EXPLAINER_NAMES, default=list(CLASSIC))
     p.add_argument("--minilm-train", type=int, default=2000, help="SST training sentences for fine-tuning MiniLM")
     p.add_argument("--smollm2-sentences", type=int, default=16, help="test sentences for SmolLM2 (zero-shot)")
     p.add_argument("--smollm2-explainers", nargs="*", choices=af.EXPLAINER_NAMES, default=list(SMOLLM2_EXPLAINERS))
     p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--scale", default=None, help="the option scale ('margin', 'probability'); default: the package's")
+    p.add_argument("--costs", action="store_true", help="also time each explainer against one forward pass")
+    p.add_argument("--section", default="explanations", help="the section of --results to write")
+    p.add_argument("--title", default=None, help="the section's heading (default: the reproduction's)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", type=Path, default=Path("reports/explanations.json"))
     p.add_argument("--html", type=Path, default=Path("reports/explanations.html"))
@@ -240,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     result = json.loads(args.from_json.read_text(encoding="utf-8")) if args.from_json else run(args, argv)
     _write_html(args.html, result)
-    write_section(args.results, "explanations", markdown(result))
+    write_section(args.results, args.section, markdown(result))
     print(markdown(result))
     return 0
 
@@ -251,9 +297,12 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> dict[str, Any]:
     torch.set_flush_denormal(True)
     started = (time.perf_counter(), time.process_time())
     dataset = load_sst(args.data).limited(args.limit)
-    result: dict[str, Any] = {"models": []}
+    result: dict[str, Any] = {"models": [], **({"title": args.title} if args.title else {})}
     for name in args.models:
-        result["models"].append(explain_model(MODELS[name](args, dataset), args.seed, args.batch_size))
+        case = MODELS[name](args, dataset)
+        result["models"].append(explain_model(case, args.seed, args.batch_size, args.scale))
+        if args.costs:
+            result["models"][-1]["costs"] = explainer_costs(case, args.batch_size)
         result["runs"] = [_run_record(args, argv, [model["model"] for model in result["models"]], started)]
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=1), encoding="utf-8")  # after every model: a long run keeps it

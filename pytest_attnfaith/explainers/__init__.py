@@ -15,13 +15,18 @@ from torch import Tensor
 
 from pytest_attnfaith.errors import AttnFaithError
 from pytest_attnfaith.explainers import (
+    alti,
     attention,
+    attention_flow,
+    attention_gradient,
+    attention_norm,
     custom,
     gradient_x_input,
     integrated_gradients,
     leave_one_out,
     rollout,
     shapley,
+    value_zeroing,
 )
 from pytest_attnfaith.options import EXPLAINER_NAMES
 from pytest_attnfaith.session import Context
@@ -35,6 +40,11 @@ EXPLAINERS: dict[str, Attribute] = {
     "integrated_gradients": integrated_gradients.attribute,
     "leave_one_out": leave_one_out.attribute,
     "shapley": shapley.attribute,
+    "attention_norm": attention_norm.attribute,
+    "value_zeroing": value_zeroing.attribute,
+    "alti": alti.attribute,
+    "attention_gradient": attention_gradient.attribute,
+    "attention_flow": attention_flow.attribute,
 }
 assert tuple(EXPLAINERS) == EXPLAINER_NAMES
 

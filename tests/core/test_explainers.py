@@ -176,7 +176,7 @@ def test_every_registry_explainer_gives_b_by_t_float64_zero_off_the_real_positio
     model = af.wrap(bilstm, attention="attn", embeddings="embed")
     real = (inputs["attention_mask"] == 1) & (inputs["special_tokens_mask"] == 0)
     for name in af.EXPLAINER_NAMES:
-        if name == "rollout":
+        if name in ("rollout", "attention_norm", "value_zeroing", "alti", "attention_flow"):  # read transformer layers
             continue
         scores = af.explain(model, inputs, name, shapley_samples=4)
         assert scores.shape == tuple(inputs["input_ids"].shape) and scores.dtype == np.float64, name
