@@ -25,6 +25,8 @@ ARCHITECTURES = {
     "deit-teacher": (tf.DeiTConfig, tf.DeiTForImageClassificationWithTeacher),
     "beit": (tf.BeitConfig, tf.BeitForImageClassification),
 }
+EXPLAINERS = ("attention", "rollout", "gradient_x_input", "integrated_gradients", "leave_one_out", "shapley")
+"""The explainers this suite checks on patches (the attention-derived ones need a model's value vectors)."""
 SPECIAL = {"vit": 1, "deit": 2, "deit-teacher": 2, "beit": 1}  # class token; DeiT's distillation token
 
 

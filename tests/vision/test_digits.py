@@ -9,7 +9,8 @@ import torch
 
 import pytest_attnfaith as af
 from pytest_attnfaith.adapters.vision import prepare_positions
-from pytest_attnfaith.options import EXPLAINER_NAMES, resolve_options
+from pytest_attnfaith.options import resolve_options
+from tests.vision.conftest import EXPLAINERS
 
 FAST = {"permutations": 30, "adversaries": 3, "adversarial_steps": 100}
 
@@ -35,7 +36,7 @@ def test_the_mean_pooled_twin_fails_used(mean_digits):
     assert not report.passed
 
 
-@pytest.mark.parametrize("explainer", EXPLAINER_NAMES)
+@pytest.mark.parametrize("explainer", EXPLAINERS)
 def test_every_explainer_gives_per_instance_patch_scores(attentive_digits, explainer):
     net = af.wrap(attentive_digits.model, attention="attention", embeddings="embeddings")
     inputs = {"pixel_values": attentive_digits.held_out[:8]}

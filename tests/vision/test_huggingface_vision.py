@@ -9,9 +9,9 @@ import transformers as tf
 
 import pytest_attnfaith as af
 from pytest_attnfaith.errors import AttnFaithError
-from pytest_attnfaith.options import CHECK_NAMES, EXPLAINER_NAMES
+from pytest_attnfaith.options import CHECK_NAMES
 from tests.huggingface.test_restoration import assert_unchanged, snapshot
-from tests.vision.conftest import ARCHITECTURES, SPECIAL, build_vision, images
+from tests.vision.conftest import ARCHITECTURES, EXPLAINERS, SPECIAL, build_vision, images
 
 FAST = {"permutations": 8, "adversaries": 2, "adversarial_steps": 20, "ig_steps": 8, "shapley_samples": 4}
 
@@ -43,7 +43,7 @@ def test_every_check_returns_per_instance_values_and_the_model_is_left_as_it_was
     assert report.model["query"].startswith("first")
 
 
-@pytest.mark.parametrize("explainer", EXPLAINER_NAMES)
+@pytest.mark.parametrize("explainer", EXPLAINERS)
 @pytest.mark.parametrize("removal", ["delete", "mask"])
 def test_every_explainer_scores_the_patches_and_never_the_special_tokens(explainer, removal):
     model = build_vision("deit-teacher")
