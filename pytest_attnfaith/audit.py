@@ -25,6 +25,7 @@ from pytest_attnfaith.adapters.sink import sink_mass
 from pytest_attnfaith.checks import CHECKS, Context
 from pytest_attnfaith.checks._common import real_rows
 from pytest_attnfaith.errors import InconclusiveWarning
+from pytest_attnfaith.image_maps import image_record
 from pytest_attnfaith.options import QUESTIONS, Options, questions_for, resolve_options
 from pytest_attnfaith.results import CheckResult, Report, question_answer
 from pytest_attnfaith.session import opened
@@ -40,7 +41,8 @@ def audit(model: Any, inputs: Any, checks: Any = None, seed: int = 0, **options:
     """Audit the attention of ``model`` on ``inputs`` and return a ``Report`` (never raises on a failing verdict).
 
     ``model``: ``af.wrap(net, ...)`` or a Hugging Face ``PreTrainedModel``. ``inputs``: a mapping
-    with ``input_ids`` (B, T), optional ``attention_mask`` and ``special_tokens_mask``.
+    with ``input_ids`` (B, T) — or ``pixel_values`` (B, C, H, W), ``inputs_embeds``, audio features: the positions are
+    then the embeddings' output's (``adapters.vision``) — optional ``attention_mask`` and ``special_tokens_mask``.
     ``checks``: names of checks (None: all six). Options are documented in ``docs/``.
     """
     resolved = resolve_options(checks=checks, seed=seed, **options)
@@ -48,6 +50,9 @@ def audit(model: Any, inputs: Any, checks: Any = None, seed: int = 0, **options:
         measured = probes.measured_on(context)  # first: the probes' passes run before any check and are counted
         results = run_checks(context, resolved.checks)
         instances = instances_of(context)
+        image = image_record(context, results)
+        if image is not None:
+            instances["image"] = image
         reading = _reading(context, instances["sink_mass"])  # before describe(): its pass is counted there
         per_head = head_atlas.per_head_rows(context, results) if resolved.per_head else []
         described = {**context.model.describe(), **reading, **measured}

@@ -27,6 +27,7 @@ from pytest_attnfaith.audit import build_report, instances_of, run_checks, warn_
 from pytest_attnfaith.checks._common import real_rows
 from pytest_attnfaith.errors import AttnFaithError
 from pytest_attnfaith.explainers import Attribute, resolve
+from pytest_attnfaith.image_maps import image_record
 from pytest_attnfaith.options import CHECK_NAMES, EXPLANATION_CHECK_NAMES, EXPLANATION_CHECKS, resolve_options
 from pytest_attnfaith.results import Comparison, Report
 from pytest_attnfaith.session import opened
@@ -79,6 +80,7 @@ def _audits(
         measured = probes.measured_on(context)
         described = {**context.model.describe(), **measured}
         probes.warn_model(context, described)
+        image = image_record(context, {})  # an image audit: its first two instances under every map
         for name, attribute in named.items():
             try:
                 scores = attribute(context)
@@ -87,6 +89,8 @@ def _audits(
                 refused[name] = refusal
                 continue
             instances = {**instances_of(context), "scores": real_rows(scores, context.real)}
+            if image is not None:
+                instances["image"] = image
             reports[name] = build_report(results, resolved, described, instances, explainer=name)
     for report in reports.values():
         warn_inconclusive(report)

@@ -124,7 +124,7 @@ def _layer_and_heads(context: Context, results: dict[str, CheckResult] | None, l
 def _expanded(whole: Context, options: Any, heads: int, rows_read: Tensor) -> Context:
     """The (instance, head) pairs of a layer: instance i's copy for head h is row i·H + h."""
     batch, size = whole.batch, whole.batch.size
-    device = batch.input_ids.device
+    device = batch.device
     instance = torch.arange(size, device=device).repeat_interleave(heads)
     head = torch.arange(heads, device=device).repeat(size)
     reference = _reference_of(whole, options, replace(batch.select(instance), heads=head), rows_read, instance, head)
@@ -135,7 +135,7 @@ def _expanded(whole: Context, options: Any, heads: int, rows_read: Tensor) -> Co
 def _single(whole: Context, options: Any, head: int, heads: int, rows_read: Tensor, memo: dict[str, Any]) -> Context:
     """Head ``head`` alone, its values taken from the expanded context's (rows i·H + head)."""
     batch = whole.batch
-    device = batch.input_ids.device
+    device = batch.device
     instance = torch.arange(batch.size, device=device)
     heads_read = torch.full((batch.size,), head, device=device)
     picked = replace(batch, heads=heads_read)

@@ -187,6 +187,22 @@ def _is_integer(value: Any) -> bool:
     return not isinstance(value, bool) and hasattr(value, "__index__")
 
 
+def _baseline(value: Any) -> str | tuple[float, ...]:
+    """``"zero"``, ``"mean"``, or a vector (D,) (a 1-D tensor or a sequence of finite numbers) kept as a tuple."""
+    expected = "'zero', 'mean', or a vector of D finite numbers (a 1-D tensor or a list)"
+    if isinstance(value, str):
+        if value not in ("zero", "mean"):
+            raise _bad(value, expected)
+        return value
+    try:
+        vector = [float(v) for v in (value.detach().cpu().reshape(-1).tolist() if hasattr(value, "detach") else value)]
+    except (TypeError, ValueError):
+        raise _bad(value, expected) from None
+    if not vector or not all(math.isfinite(v) for v in vector) or (hasattr(value, "dim") and value.dim() != 1):
+        raise _bad(value, expected)
+    return tuple(vector)
+
+
 def _device(value: Any) -> str | None:
     if value is None:
         return None
@@ -305,6 +321,8 @@ class Options:
     mask_token_id: int | None = _option(None, _optional_integer)
     # explanations: ERASER's bins and removal, the random orderings they are judged against, the explainers' budgets
     removal: str = _option("delete", _choice("delete", "mask"))
+    # inputs without token ids (images): what replaces a removed position's embedding, where IG starts
+    baseline: str | tuple[float, ...] = _option("zero", _baseline)
     aopc_bins: tuple[float, ...] = _option((0.01, 0.05, 0.1, 0.2, 0.5), _bins, _bins_text)
     random_orderings: int = _option(10, _integer(1))
     ig_steps: int = _option(50, _integer(2))

@@ -34,6 +34,7 @@ def padded(batch: Batch, extra: int, pad_id: int) -> Batch:
         tail = torch.full((values.shape[0], extra, *values.shape[2:]), fill, dtype=values.dtype, device=values.device)
         return torch.cat([values, tail], dim=1)
 
+    assert batch.input_ids is not None, "only token ids are padded"
     return dataclasses.replace(
         batch,
         input_ids=grow(batch.input_ids, pad_id),
@@ -48,7 +49,7 @@ def padding_sensitive(context: Context) -> bool | None:
     resolution (an unpacked RNN, a model that ignores the mask); None without an attention mask (nothing says
     which positions are padding)."""
     batch = context.batch
-    if not batch.has_mask:
+    if not batch.has_mask or batch.input_ids is None:  # no mask, or no ids to pad (images: a fixed patch grid)
         return None
     pad_id = context.model.pad_token_id()
     known = pad_id is not None and pad_id <= int(batch.input_ids.max())  # a tokenizer's id the model may not embed
@@ -67,7 +68,9 @@ def repeatable(context: Context) -> bool:
 
 def unmasked_padding(batch: Batch, pad_id: int | None) -> bool:
     """Inputs without an attention mask whose rows end in the known pad id: padding audited as real tokens."""
-    return not batch.has_mask and pad_id is not None and bool((batch.input_ids[:, -1] == pad_id).any())
+    if batch.has_mask or pad_id is None or batch.input_ids is None:
+        return False
+    return bool((batch.input_ids[:, -1] == pad_id).any())
 
 
 def probe(context: Context) -> dict[str, Any]:

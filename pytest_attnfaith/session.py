@@ -9,7 +9,7 @@ receive only what a pass reads and replaces (their ``Reading``), never the optio
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from pytest_attnfaith.adapters import as_attention_model, prepare_batch
+from pytest_attnfaith.adapters import as_attention_model, prepare_batch, vision
 from pytest_attnfaith.adapters.base import AttentionModel
 from pytest_attnfaith.adapters.inputs import Batch
 from pytest_attnfaith.adapters.outputs import check_distribution
@@ -165,15 +165,15 @@ class Context:
         (deleting either word of "terrible terrible" is one input); deleted rows run in groups of equal length.
         ``option`` names the option that chose ``how``, for its error."""
         batch = self.batch
-        instances, removed = instances.to(batch.input_ids.device), removed.to(batch.input_ids.device)
-        token = self.removal_token(option) if how == "mask" else None
+        instances, removed = instances.to(batch.device), removed.to(batch.device)
+        token = self.removal_token(option) if how == "mask" and batch.input_ids is not None else None
 
         def edit(rows: Tensor) -> Batch:
-            if token is not None:
+            if how == "mask":  # without token ids: the positions' embeddings replaced by the baseline
                 return batch.replaced(instances[rows], removed[rows], token)
             return batch.without(instances[rows], removed[rows])
 
-        if token is not None:
+        if how == "mask":
             groups = [torch.arange(len(instances), device=instances.device)]
         else:
             visible = (batch.attention_mask.bool()[instances] & ~removed).any(dim=1)
@@ -206,9 +206,10 @@ def opened(model: Any, inputs: Any, options: Options) -> Iterator[Context]:
     pass (its attention checked to be a distribution), the sink excluded per ``sink``, torch's RNG forked and seeded
     from ``seed``; the model restored on exit."""
     adapter = as_attention_model(model)
-    batch = prepare_batch(inputs)
+    ids = not isinstance(inputs, Mapping) or "input_ids" in inputs  # without ids the session counts the positions
+    batch = prepare_batch(inputs) if ids else None
     with adapter.session(options), seeded(options.seed, adapter.device):
-        batch = batch.to(adapter.device)
+        batch = (batch or vision.prepare_positions(inputs, adapter.count_positions)).to(adapter.device)
         adapter.check_inputs(batch)
         sink = excluded(options.sink, adapter.attention_is_causal(batch))
         if sink:
@@ -229,7 +230,9 @@ def seeded(seed: int, device: torch.device) -> Iterator[None]:
 
 def _distinct(instances: Tensor, edited: Batch) -> tuple[Batch, Tensor]:
     """The distinct rows of ``edited`` (the first of each group of identical inputs of the same instance), and each
-    row's index among them (n,)."""
+    row's index among them (n,). Rows edited on the embeddings (inputs without token ids) are kept apart."""
+    if edited.input_ids is None:
+        return edited, torch.arange(len(instances), device=instances.device)
     columns = [instances.unsqueeze(1), edited.input_ids, edited.attention_mask.long()]
     columns += [value.reshape(len(instances), -1).long() for value in edited.per_token.values() if not value.is_floating_point()]
     if any(value.is_floating_point() for value in edited.per_token.values()):  # float inputs: keep every row apart
@@ -238,7 +241,7 @@ def _distinct(instances: Tensor, edited: Batch) -> tuple[Batch, Tensor]:
     unique, inverse = torch.unique(key, dim=0, return_inverse=True)
     first = torch.full((len(unique),), len(instances), dtype=torch.long, device=key.device)
     first = first.scatter_reduce(0, inverse, torch.arange(len(instances), device=key.device), reduce="amin")
-    return edited.select(first.to(edited.input_ids.device)), inverse
+    return edited.select(first.to(edited.device)), inverse
 
 
 def _rows_of(batch: Batch) -> Callable[[slice], tuple[Batch, Edit | None]]:

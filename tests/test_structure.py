@@ -19,11 +19,11 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("session",),
     ("explainers",),
     ("checks",),
-    ("head_atlas", "probes", "audit", "explanation_audit"),
+    ("head_atlas", "probes", "audit", "explanation_audit", "image_maps"),
     ("cost", "sources", "sequential"),
     ("assertions",),
     ("report",),
-    ("plugin", "cli", "demo", "strategies", "zoo", ""),
+    ("plugin", "cli", "demo", "strategies", "zoo", "vision_zoo", ""),
 )
 """Bottom to top: a module may import its own layer and the layers below (``""``: the package's ``__init__``)."""
 

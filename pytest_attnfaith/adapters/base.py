@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from pytest_attnfaith.adapters import vision
 from pytest_attnfaith.adapters.chunks import collect_chunks, write_chunk
 from pytest_attnfaith.adapters.inputs import (
     Batch,
@@ -111,7 +112,8 @@ class AttentionModel(ABC):
         ``mask_token_id`` option, inside the vocabulary."""
         check_forward_takes(self.module, batch)
         size = self.vocabulary_size()
-        check_token_ids(batch.input_ids, size)
+        if batch.input_ids is not None:  # inputs without token ids (images) have no vocabulary to check
+            check_token_ids(batch.input_ids, size)
         token = self.options.mask_token_id
         if token is not None and (token < 0 or (size is not None and token >= size)):
             raise AttnFaithError(
@@ -137,6 +139,8 @@ class AttentionModel(ABC):
 
     def tokens(self, batch: Batch) -> list[list[str]]:
         """Per instance, the display text of each real token (ids where no vocabulary is known; one string per id)."""
+        if batch.input_ids is None:
+            return vision.position_names(batch)
         names: dict[int, str] = {}
         return [
             [names.setdefault(i, str(i)) for i, keep in zip(row, real, strict=True) if keep]
@@ -161,7 +165,7 @@ class AttentionModel(ABC):
         if batch.heads is not None:
             return batch.heads
         if self.options.replace == "head" and self.options.head != "mean":
-            return torch.full((batch.size,), int(self.options.head), device=batch.input_ids.device)
+            return torch.full((batch.size,), int(self.options.head), device=batch.device)
         return None
 
     def resolve_targets(self, targets: tuple[Any, ...] | None) -> Tensor | None:
@@ -279,7 +283,7 @@ class AttentionModel(ABC):
                 )
             if replace is not None:
                 replaced = replace(output)
-                if replaced.shape != output.shape:
+                if replaced.shape[::2] != output.shape[::2]:  # positions may be deleted (adapters.vision)
                     raise AttnFaithError(
                         f"the replaced embeddings have shape {tuple(replaced.shape)}; expected {tuple(output.shape)}"
                     )
@@ -294,6 +298,10 @@ class AttentionModel(ABC):
             yield
         finally:
             handle.remove()
+
+    def count_positions(self, inputs: Mapping[str, Any]) -> int:
+        """T of the embeddings' output on inputs without token ids (``adapters.vision``); in session only."""
+        return vision.count_positions(self.module, self.embeddings_module(), inputs)
 
     def _prepare(self, batch: Batch) -> None:  # noqa: B027 (a hook: doing nothing is the default)
         """Called before every pass (adapters that discover the model's structure on first use override it)."""
@@ -328,7 +336,7 @@ class AttentionModel(ABC):
             causal=self.causal_attention(),
             capture=capture_attention,
             capture_embeddings=capture_embeddings,
-            embeddings=embeddings,
+            embeddings=vision.edit_positions(batch, self.options.baseline, embeddings),  # removed positions, then fn
             layer_rows={} if record_layers else None,
         )
         self.tap.arm(armed)

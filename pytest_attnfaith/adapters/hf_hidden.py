@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from pytest_attnfaith.adapters import hf_fast
+from pytest_attnfaith.adapters import hf_fast, vision
 from pytest_attnfaith.adapters.hf_model import HuggingFaceLayers, layers_text
 from pytest_attnfaith.adapters.rowcache import RowCache, per_instance, row_keys_of
 from pytest_attnfaith.errors import AttentionUnavailableError
@@ -43,7 +43,8 @@ class CachedHiddenPasses(HuggingFaceLayers):
 
     def _found_layers(self) -> None:
         super()._found_layers()
-        self._stack = hf_fast.find_stack(self.module, [layer.module for layer in self.layers]) if self.shortcuts else None
+        shortcuts = self.shortcuts and vision.model_input(self.module) == "input_ids"  # the shortcuts follow token ids
+        self._stack = hf_fast.find_stack(self.module, [layer.module for layer in self.layers]) if shortcuts else None
 
     def _fast_layer(self) -> int | None:
         """The chosen layer, when passes may start from it (never for gradients to the embeddings or rollout)."""

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from pytest_attnfaith.adapters import vision
 from pytest_attnfaith.adapters.hf_text import HuggingFaceText
 from pytest_attnfaith.adapters.inputs import Batch, last_positions
 from pytest_attnfaith.adapters.passes import QueryRows
@@ -88,6 +89,8 @@ class HuggingFaceLayers(HuggingFaceText):
                 config._attn_implementation_internal = implementation
 
     def embeddings_module(self) -> nn.Module:
+        if vision.model_input(self.module) != "input_ids":
+            return vision.vision_embeddings(self.module)
         try:
             embeddings = self.module.get_input_embeddings()  # type: ignore[operator]
         except NotImplementedError:
@@ -306,6 +309,7 @@ def _validate(model: nn.Module, tokenizer: Any) -> None:
         raise AttnFaithError(
             f"{name} is not a transformers PreTrainedModel; expected one, or af.wrap(net, ...) for other modules"
         )
+    vision.refuse_windowed(model)
     if getattr(model.config, "is_encoder_decoder", False):
         raise AttnFaithError(
             f"{name} is an encoder-decoder model; expected an encoder or decoder with a sequence classification or LM head"

@@ -159,8 +159,7 @@ class HuggingFaceText(AttentionModel):
         return None
 
     def tokens(self, batch: Batch) -> list[list[str]]:
-        tokenizer = self.loaded_tokenizer()
-        if tokenizer is None:
+        if batch.input_ids is None or (tokenizer := self.loaded_tokenizer()) is None:
             return super().tokens(batch)
         decode = TokenNames(tokenizer).decode
         return [

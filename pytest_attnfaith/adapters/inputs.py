@@ -4,12 +4,16 @@
 ``special_tokens_mask`` (B, T) of 0/1. The special-tokens mask is never passed to the model;
 together with the attention mask it defines the *real* positions, the only ones that enter a
 statistic.
+
+Without token ids (``pixel_values`` (B, C, H, W), ``inputs_embeds``, audio features: ``adapters.vision``) the
+positions are those of the embeddings' output (B, T, D); a removed position is edited there (``kept``,
+``blanked``), not in the inputs.
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -26,25 +30,42 @@ class Batch:
     ``heads[b]`` (never passed to the model), when set, is the attention head that instance b's read row
     comes from and that its counterfactuals edit alone (the per-head atlas repeats each instance per head)."""
 
-    input_ids: Tensor
+    input_ids: Tensor | None
     attention_mask: Tensor
     real: Tensor
     has_mask: bool
     per_token: dict[str, Tensor] = field(default_factory=dict)
     per_instance: dict[str, Any] = field(default_factory=dict)
     heads: Tensor | None = None
+    kept: Tensor | None = None  # without ids: (n, T) the embeddings' output position each position is (deletion)
+    blanked: Tensor | None = None  # without ids: (n, T) positions whose embedding the baseline replaces
+    grid: tuple[int, int] | None = None  # images: the patch grid (rows, columns) of the non-special positions
 
     @property
     def size(self) -> int:
-        return int(self.input_ids.shape[0])
+        return int(self.real.shape[0])
 
     @property
     def length(self) -> int:
-        return int(self.input_ids.shape[1])
+        return int(self.real.shape[1])
+
+    @property
+    def device(self) -> torch.device:
+        return self.real.device
+
+    @property
+    def ids(self) -> Tensor:
+        """``input_ids``; an error for inputs without token ids (images), where token ids are needed."""
+        if self.input_ids is None:
+            raise AttnFaithError(
+                f"these inputs have no 'input_ids' (keys: {sorted(self.per_instance)}); expected token ids here "
+                "(perturbed images: pytest_attnfaith.strategies.images)"
+            )
+        return self.input_ids
 
     def model_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``net(**kwargs)``: everything but the special-tokens mask."""
-        kwargs: dict[str, Any] = {"input_ids": self.input_ids}
+        kwargs: dict[str, Any] = {} if self.input_ids is None else {"input_ids": self.input_ids}
         if self.has_mask:
             kwargs["attention_mask"] = self.attention_mask
         kwargs.update(self.per_token)
@@ -55,12 +76,14 @@ class Batch:
         """The instances at ``index`` (a slice or a 1-D index tensor), in that order."""
         return replace(
             self,
-            input_ids=self.input_ids[index],
+            input_ids=_maybe(self.input_ids, lambda t: t[index]),
             attention_mask=self.attention_mask[index],
             real=self.real[index],
             per_token={k: v[index] for k, v in self.per_token.items()},
             per_instance={k: v[index] if isinstance(v, Tensor) else v for k, v in self.per_instance.items()},
-            heads=self.heads[index] if self.heads is not None else None,
+            heads=_maybe(self.heads, lambda t: t[index]),
+            kept=_maybe(self.kept, lambda t: t[index]),
+            blanked=_maybe(self.blanked, lambda t: t[index]),
         )
 
     def gather_positions(self, rows: Tensor, keep: Tensor) -> Batch:
@@ -71,12 +94,17 @@ class Batch:
             index = keep.view(keep.shape + (1,) * (t.dim() - 2)).expand(keep.shape + t.shape[2:])
             return t.gather(1, index)
 
+        positions = torch.arange(self.length, device=keep.device).expand(len(keep), -1)
+        # without ids the embeddings' output loses the positions (adapters.vision)
+        kept = take(picked.kept if picked.kept is not None else positions) if picked.input_ids is None else None
         return replace(
             picked,
-            input_ids=take(picked.input_ids),
+            input_ids=_maybe(picked.input_ids, take),
             attention_mask=take(picked.attention_mask),
             real=take(picked.real),
             per_token={k: take(v) for k, v in picked.per_token.items()},
+            kept=kept,
+            blanked=_maybe(picked.blanked, take),
         )
 
     def without(self, rows: Tensor, removed: Tensor) -> Batch:
@@ -86,28 +114,41 @@ class Batch:
         keep = (~removed).nonzero()[:, 1].view(len(removed), kept)  # row-major: each row's kept positions in order
         return self.gather_positions(rows, keep)
 
-    def replaced(self, rows: Tensor, removed: Tensor, token_id: int) -> Batch:
-        """Instance ``rows[i]`` with the token ids where ``removed[i]`` (n, T) is true replaced by ``token_id``."""
+    def replaced(self, rows: Tensor, removed: Tensor, token_id: int | None) -> Batch:
+        """Instance ``rows[i]`` with the token ids where ``removed[i]`` (n, T) is true replaced by ``token_id``;
+        without ids, with those positions' embeddings replaced by the baseline (``blanked``)."""
         picked = self.select(rows)
+        if picked.input_ids is None:
+            return replace(picked, blanked=removed if picked.blanked is None else picked.blanked | removed)
+        assert token_id is not None
         return replace(picked, input_ids=picked.input_ids.masked_fill(removed, token_id))
 
     def to(self, device: torch.device | str) -> Batch:
+        def move(t: Tensor) -> Tensor:
+            return t.to(device)
+
         return replace(
             self,
-            input_ids=self.input_ids.to(device),
+            input_ids=_maybe(self.input_ids, move),
             attention_mask=self.attention_mask.to(device),
             real=self.real.to(device),
             per_token={k: v.to(device) for k, v in self.per_token.items()},
             per_instance={k: v.to(device) if isinstance(v, Tensor) else v for k, v in self.per_instance.items()},
-            heads=self.heads.to(device) if self.heads is not None else None,
+            heads=_maybe(self.heads, move),
+            kept=_maybe(self.kept, move),
+            blanked=_maybe(self.blanked, move),
         )
 
 
-def _binary(name: str, value: Any, shape: torch.Size) -> Tensor:
+def _maybe(value: Tensor | None, fn: Callable[[Tensor], Tensor]) -> Tensor | None:
+    return None if value is None else fn(value)
+
+
+def _binary(name: str, value: Any, shape: torch.Size, what: str) -> Tensor:
     if not isinstance(value, Tensor):
         raise AttnFaithError(f"inputs[{name!r}] is a {type(value).__name__}; expected a tensor of 0/1 with shape {tuple(shape)}")
     if value.shape != shape:
-        raise AttnFaithError(f"inputs[{name!r}] has shape {tuple(value.shape)}; expected {tuple(shape)}, the shape of input_ids")
+        raise AttnFaithError(f"inputs[{name!r}] has shape {tuple(value.shape)}; expected {tuple(shape)}, {what}")
     if value.is_floating_point() or value.is_complex():
         if not torch.all((value == 0) | (value == 1)):
             raise AttnFaithError(f"inputs[{name!r}] holds values other than 0 and 1; expected a 0/1 mask")
@@ -117,14 +158,20 @@ def _binary(name: str, value: Any, shape: torch.Size) -> Tensor:
 
 
 def prepare_batch(inputs: Any) -> Batch:
-    """Validate user inputs (a mapping such as a tokenizer's ``BatchEncoding``) into a ``Batch``."""
+    """Validate user inputs (a mapping such as a tokenizer's ``BatchEncoding``) into a ``Batch``.
+
+    Inputs without ``input_ids`` (``pixel_values``, ``inputs_embeds``, audio features) need the model to count
+    their positions: ``adapters.vision.prepare_positions``, as ``af.audit`` calls it."""
     if not isinstance(inputs, Mapping):
         raise AttnFaithError(
-            f"inputs is a {type(inputs).__name__}; expected a mapping with 'input_ids' (B, T), "
-            "e.g. a tokenizer's output or {'input_ids': ids, 'attention_mask': mask}"
+            f"inputs is a {type(inputs).__name__}; expected a mapping with 'input_ids' (B, T) or 'pixel_values' "
+            "(B, C, H, W), e.g. a tokenizer's or an image processor's output"
         )
     if "input_ids" not in inputs:
-        raise AttnFaithError(f"inputs has no 'input_ids' (keys: {sorted(inputs)}); expected integer token ids of shape (B, T)")
+        raise AttnFaithError(
+            f"inputs has no 'input_ids' (keys: {sorted(inputs)}); expected integer token ids of shape (B, T), or "
+            "pixel_values (B, C, H, W) passed with the model (af.audit(model, inputs)), which counts their positions"
+        )
     ids = inputs["input_ids"]
     meta = [key for key, value in inputs.items() if isinstance(value, Tensor) and value.is_meta]
     if meta:
@@ -142,11 +189,28 @@ def prepare_batch(inputs: Any) -> Batch:
         raise AttnFaithError(
             f"inputs['input_ids'] is empty (shape {tuple(ids.shape)}); expected at least one instance and one token"
         )
+    return assemble_batch(inputs, ids, ids.shape, primary="input_ids")
+
+
+def assemble_batch(
+    inputs: Mapping[str, Any],
+    ids: Tensor | None,
+    shape: torch.Size,
+    *,
+    primary: str,
+    special: Tensor | None = None,
+    grid: tuple[int, int] | None = None,
+) -> Batch:
+    """The ``Batch`` of validated inputs with ``shape`` (B, T) positions: masks checked, the other inputs sorted into
+    per-position and per-instance ones (``primary``, the input that holds the positions, is per instance without
+    ids). ``special``: the special positions when ``special_tokens_mask`` is not given (None: none)."""
+    what = "the shape of input_ids" if ids is not None else f"one value per position of the embeddings' output for {primary}"
+    ones = torch.ones(shape, dtype=torch.long, device=inputs[primary].device)
     has_mask = "attention_mask" in inputs and inputs["attention_mask"] is not None
-    mask = _binary("attention_mask", inputs["attention_mask"], ids.shape) if has_mask else torch.ones_like(ids)
-    special = inputs.get("special_tokens_mask")
-    special = _binary("special_tokens_mask", special, ids.shape) if special is not None else torch.zeros_like(ids)
-    real = mask.bool() & ~special.bool()
+    mask = _binary("attention_mask", inputs["attention_mask"], shape, what) if has_mask else ones
+    given = inputs.get("special_tokens_mask")
+    special = _binary("special_tokens_mask", given, shape, what) if given is not None else special
+    real = mask.bool() & ~(special.bool() if special is not None else torch.zeros_like(mask, dtype=torch.bool))
     empty = ~mask.bool().any(dim=1)
     if bool(empty.any()):  # a row of padding only: the model would attend over nothing (NaN in most models)
         mask = mask.clone()
@@ -156,10 +220,10 @@ def prepare_batch(inputs: Any) -> Batch:
     for key, value in inputs.items():
         if key in ("input_ids", "attention_mask", "special_tokens_mask"):
             continue
-        if isinstance(value, Tensor) and value.dim() >= 2 and value.shape[:2] == ids.shape:
+        if key != primary and isinstance(value, Tensor) and value.dim() >= 2 and value.shape[:2] == shape:
             per_token[key] = value
-        elif isinstance(value, Tensor) and value.dim() >= 1 and value.shape[0] != ids.shape[0]:
-            raise AttnFaithError(f"inputs[{key!r}] has {value.shape[0]} rows; expected {ids.shape[0]}, one per instance")
+        elif isinstance(value, Tensor) and value.dim() >= 1 and value.shape[0] != shape[0]:
+            raise AttnFaithError(f"inputs[{key!r}] has {value.shape[0]} rows; expected {shape[0]}, one per instance")
         else:
             per_instance[key] = value
     return Batch(
@@ -169,6 +233,7 @@ def prepare_batch(inputs: Any) -> Batch:
         has_mask=has_mask,
         per_token=per_token,
         per_instance=per_instance,
+        grid=grid,
     )
 
 

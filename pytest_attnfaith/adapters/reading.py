@@ -29,6 +29,7 @@ class Reading:
     batch_size: int = 64
     device: str | None = None
     scale: str = "margin"
+    baseline: str | tuple[float, ...] = "zero"  # inputs without token ids: what replaces a removed position
 
     @classmethod
     def of(cls, options: Any) -> Reading:

@@ -103,7 +103,7 @@ class WrappedModel(AttentionModel):
 
     def tokens(self, batch: Batch) -> list[list[str]]:
         """The vocabulary's text of each real token (ids without a vocabulary)."""
-        if self.vocabulary is None:
+        if self.vocabulary is None or batch.input_ids is None:
             return super().tokens(batch)
         decode = self.vocabulary.decode
         return [
@@ -204,7 +204,8 @@ def wrap(
     ``attention`` is the dotted path of the submodule whose output is the attention
     distribution (B, T) or (B, H, Tq, Tk) — or of a module that computes it inside (its softmax is
     then intercepted); ``embeddings`` the path of the module whose output (B, T, D) feeds the
-    model. ``intercept`` forces ``"output"`` (hook the module's output) or ``"softmax"``. ``partial=False``
+    model, whatever its inputs (token ids, ``pixel_values``, frames: ``adapters.vision``). ``intercept`` forces
+    ``"output"`` (hook the module's output) or ``"softmax"``. ``partial=False``
     turns off re-running only what the attention feeds (``adapters.partial``): every pass is a full forward.
     ``vocabulary``: the words the reports show instead of token ids — a sequence indexed by id, a mapping
     id → str, or a tokenizer (``convert_ids_to_tokens``); ids it does not cover show as their number.

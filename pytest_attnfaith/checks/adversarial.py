@@ -60,7 +60,7 @@ def _gaps_for(context: Context, instances: Tensor, weights: Callable[[slice], Te
     batch = context.batch
 
     def make(part: slice) -> tuple[Batch, Edit | None]:
-        return batch.select(instances[part].to(batch.input_ids.device)), Edit(replace_rows, {"weights": weights(part)})
+        return batch.select(instances[part].to(batch.device)), Edit(replace_rows, {"weights": weights(part)})
 
     return context.run_rows(len(instances), make, read=_gap_of)
 
@@ -167,7 +167,7 @@ def _search_chunk(context: Context, instances: Tensor, noise: Tensor) -> Tensor:
     optimizer = torch.optim.Adam([logits], lr=options.adversarial_lr, amsgrad=True)
     best = torch.zeros(len(instances), device=real.device)
     checkpoint = best.clone()
-    batch = context.batch.select(instances.repeat_interleave(count).to(context.batch.input_ids.device))
+    batch = context.batch.select(instances.repeat_interleave(count).to(context.batch.device))
     for step in range(options.adversarial_steps):
         optimizer.zero_grad()
         candidate = torch.softmax(logits.masked_fill(~real, float("-inf")), dim=1)

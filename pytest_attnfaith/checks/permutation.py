@@ -51,7 +51,7 @@ def median_permutation_effect(context: Context) -> np.ndarray:
         return torch.arange(part.start, part.stop) // count
 
     def make(part: slice) -> tuple[Batch, Edit | None]:
-        chunk = batch.select(instances(part).to(batch.input_ids.device))
+        chunk = batch.select(instances(part).to(batch.device))
         return chunk, Edit(_permute, {"index": permutation_index(chunk.real, generator)})
 
     def distance(forward: Forward, part: slice) -> Tensor:

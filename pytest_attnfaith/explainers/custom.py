@@ -22,7 +22,7 @@ def from_callable(fn: Callable[[Any], Any], inputs: Mapping[str, Any], name: str
     """The ``attribute(context)`` of ``fn``, called on ``inputs`` moved to the audit's device."""
 
     def attribute(context: Context) -> Tensor:
-        device = context.batch.input_ids.device
+        device = context.batch.device
         moved = {key: value.to(device) if isinstance(value, Tensor) else value for key, value in inputs.items()}
         return validated(fn(moved), context, name)
 

@@ -7,8 +7,10 @@ attention **not** detached (the gradient flows through every path). The integral
 with ``ig_steps`` nodes (``ig_method``: Captum's ``"gausslegendre"``, ``"riemann_trapezoid"``,
 ``"riemann_left"``, ``"riemann_right"``, ``"riemann_middle"``). ``ig_baseline``: ``"zeros"`` (a zero
 embedding at every real position) or ``"mask"`` (the embedding of the mask, else pad, token there);
-other positions keep theirs, so their attribution is 0. Equal to Captum's ``LayerIntegratedGradients``
-on the embeddings layer (tests). Signed: Σ_t IG_t ≈ s_ŷ(x) − s_ŷ(baseline) (completeness).
+other positions keep theirs, so their attribution is 0. Inputs without token ids (images) integrate from the
+``baseline`` option at every real position (``adapters.vision``), the baseline their removals use. Equal to
+Captum's ``LayerIntegratedGradients`` on the embeddings layer (tests). Signed: Σ_t IG_t ≈ s_ŷ(x) − s_ŷ(baseline)
+(completeness).
 
 Every (instance, step) is one row; rows run ``backward_rows`` per pass (one backward pass each).
 """
@@ -19,6 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from pytest_attnfaith.adapters import vision
 from pytest_attnfaith.adapters.inputs import Batch
 from pytest_attnfaith.metrics import score_gradient
 from pytest_attnfaith.session import Context
@@ -42,7 +45,8 @@ def attribute(context: Context) -> Tensor:
     """IG (B, T), float64, 0 off the real positions."""
     batch, steps = context.batch, context.options.ig_steps
     nodes, weights = (torch.from_numpy(values) for values in quadrature(context.options.ig_method, steps))
-    baselines = _MaskBaselines(context) if context.options.ig_baseline == "mask" else None
+    masked = context.options.ig_baseline == "mask" and batch.input_ids is not None
+    baselines = _MaskBaselines(context) if masked else None
     scores = torch.zeros(batch.size, batch.length, dtype=torch.float64, device=context.logits.device)
     total, size = batch.size * steps, context.backward_rows
     for start in range(0, total, size):
@@ -55,12 +59,15 @@ def attribute(context: Context) -> Tensor:
 
 def _weighted_gradients(context: Context, instances: Tensor, alphas: Tensor, baselines: _MaskBaselines | None) -> Tensor:
     """Per row, Σ_d (e − b)_td · ∂s_ŷ/∂e_td at b + α(e − b) (n, T), float64."""
-    batch = context.batch.select(instances.to(context.batch.input_ids.device))
+    batch = context.batch.select(instances.to(context.batch.device))
     masked = baselines.of(instances) if baselines is not None else None  # before the pass: it runs one of its own
     delta: dict[str, Tensor] = {}
+    baseline = context.options.baseline if batch.input_ids is None else "zero"
 
     def interpolate(native: Tensor) -> Tensor:
-        base = masked.to(native) if masked is not None else native * ~batch.real.to(native.device).unsqueeze(-1)
+        real = batch.real.to(native.device)
+        unmasked = torch.where(real.unsqueeze(-1), vision.baseline_embeddings(native, real, baseline), native)
+        base = masked.to(native) if masked is not None else unmasked
         delta["value"] = (native - base).detach()
         return base + alphas.to(native).view(-1, 1, 1) * (native - base)
 
@@ -90,7 +97,7 @@ class _MaskBaselines:
 
     def _compute(self, first: int) -> Tensor:
         batch: Batch = self.context.batch
-        rows = torch.arange(first, min(first + self.context.options.batch_size, batch.size), device=batch.input_ids.device)
+        rows = torch.arange(first, min(first + self.context.options.batch_size, batch.size), device=batch.device)
         seen: list[Tensor] = []
 
         def keep(native: Tensor) -> Tensor:

@@ -34,7 +34,7 @@ length (deletion) fills whole passes."""
 
 def attribute(context: Context) -> Tensor:
     """φ (B, T), float64, 0 off the real positions (and on rows with fewer than two real tokens)."""
-    if context.options.removal == "mask":
+    if context.options.removal == "mask" and context.batch.input_ids is not None:  # without ids: the baseline
         context.removal_token("removal")  # raises, naming the option, before any row runs
     samples, batch = context.options.shapley_samples, context.batch
     scores = torch.zeros(batch.size, batch.length, dtype=torch.float64, device=context.logits.device)

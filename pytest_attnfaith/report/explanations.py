@@ -14,6 +14,7 @@ from html import escape
 from typing import Any
 
 from pytest_attnfaith.formatting import fixed
+from pytest_attnfaith.report.images import image_maps_html
 from pytest_attnfaith.report.outcomes import outcome_text
 from pytest_attnfaith.report.schema import Tests
 from pytest_attnfaith.results import format_interval, rank_explanations
@@ -128,6 +129,7 @@ def html_section(tests: Tests, outcomes: dict[str, str] | None = None) -> str:
         svg = deletion_curves(reports, f"explanations{number}") if figures else None
         if svg:
             parts.append(f'<div class="figure">{svg}</div>')
+        parts.append(image_maps_html(next(iter(reports.values())), {}))  # an image audit: the maps over the image
     return "".join(parts) + "</section>"
 
 

@@ -30,6 +30,7 @@ from pytest_attnfaith.options import CHECK_NAMES, QUESTIONS
 from pytest_attnfaith.report import explanations
 from pytest_attnfaith.report.atlas import atlas_html
 from pytest_attnfaith.report.baseline import regressions_of
+from pytest_attnfaith.report.images import image_maps_html
 from pytest_attnfaith.report.outcomes import OUTCOME_TEXT, OUTCOMES, failure_note, unaudited_failures, verdict_state
 from pytest_attnfaith.report.terminal import audits, importances_of, verdict
 from pytest_attnfaith.results import HTML_RENDERERS, format_interval
@@ -321,6 +322,8 @@ def _heat_maps(report: dict[str, Any]) -> str:
     title = "Worst instances" if worst else "Example instances"
     if not worst:
         worst = {index: [] for index in range(min(2, report["instances"].get("count", 0)))}
+    if report["instances"].get("image"):  # an image audit: the maps over the image instead of token tables
+        return image_maps_html(report, worst)
     maps = [_heat_map(report, index, reasons) for index, reasons in worst.items()]
     beside = [name for name, label in (("gradient", "gradient"), ("loo", "leave-one-out")) if name in report["checks"]]
     shown = " and ".join(dict(gradient="gradient", loo="leave-one-out")[name] for name in beside)

@@ -26,11 +26,15 @@ if TYPE_CHECKING:
         position_permutations,
         tvd_bounded_attention,
     )
+    from pytest_attnfaith.strategies.images import ImageEdit, PerturbedImages, perturbed_images
     from pytest_attnfaith.strategies.properties import assert_erasure_property, target_disagreement
     from pytest_attnfaith.strategies.tokens import EDITS, PerturbedInputs, TokenEdit, perturbed
 
 _LAZY = {
     "perturbed": "tokens",
+    "perturbed_images": "images",
+    "PerturbedImages": "images",
+    "ImageEdit": "images",
     "PerturbedInputs": "tokens",
     "TokenEdit": "tokens",
     "EDITS": "tokens",
@@ -47,11 +51,14 @@ __all__ = [
     "PROFILE",
     "PROFILE_NO_SHRINK",
     "AttentionCandidate",
+    "ImageEdit",
+    "PerturbedImages",
     "PerturbedInputs",
     "TokenEdit",
     "assert_erasure_property",
     "attention_distributions",
     "perturbed",
+    "perturbed_images",
     "position_permutations",
     "register_profiles",
     "target_disagreement",

@@ -123,13 +123,13 @@ class _Plan:
         self.kinds = kinds
         self.substitutions = substitutions
         self.distractors = distractors
-        self.ids_dtype = batch.input_ids.dtype
+        self.ids_dtype = batch.ids.dtype
         self.mask_dtype = batch.attention_mask.dtype
         self.length = batch.length
         self.extra_names = list(batch.per_token)
         self.per_instance = dict(batch.per_instance)
         self.padding_side = _padding_side(vocabulary, batch.attention_mask)
-        special = _special_mask(base, vocabulary, batch.input_ids)
+        special = _special_mask(base, vocabulary, batch.ids)
         padding = ~batch.attention_mask.bool()
         self.with_special = vocabulary.tokenizer is not None or "special_tokens_mask" in base
         self.rows = [self._cells(batch, special, b) for b in range(batch.size)]
@@ -138,7 +138,7 @@ class _Plan:
         self.pad = _Cell(vocabulary.pad_token_id, pad_special, pad_extras)
 
     def _cells(self, batch: Any, special: Tensor, b: int) -> list[_Cell]:
-        ids, flags, mask = batch.input_ids[b].tolist(), special[b].tolist(), batch.attention_mask[b].tolist()
+        ids, flags, mask = batch.ids[b].tolist(), special[b].tolist(), batch.attention_mask[b].tolist()
         extras = [value[b] for value in batch.per_token.values()]
         return [_Cell(ids[t], bool(flags[t]), tuple(value[t] for value in extras)) for t in range(batch.length) if mask[t]]
 
@@ -296,7 +296,7 @@ def _substitutions(substitutions: Any, vocabulary: TokenPool) -> dict[int, tuple
 
 def _validate_base(base: Any, vocabulary: TokenPool) -> None:
     batch = prepare_batch(base)
-    ids = batch.input_ids
+    ids = batch.ids
     if vocabulary.size is not None and bool(((ids < 0) | (ids >= vocabulary.size)).any()):
         raise AttnFaithError(f"base_inputs hold token ids outside the tokenizer's vocabulary [0, {vocabulary.size})")
 
