@@ -20,6 +20,7 @@ from pytest_attnfaith.errors import (
     AttentionNotFaithful,
     AttentionUnavailableError,
     AttnFaithError,
+    ConvergenceWarning,
     ExplanationNotFaithful,
     InconclusiveWarning,
 )
@@ -92,6 +93,7 @@ __all__ = [
     "AttnFaithError",
     "CheckResult",
     "Comparison",
+    "ConvergenceWarning",
     "ExplanationNotFaithful",
     "InconclusiveWarning",
     "Options",

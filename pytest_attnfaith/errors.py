@@ -24,6 +24,11 @@ class InconclusiveWarning(UserWarning):
     instances would likely decide it). Shown in pytest's warnings summary."""
 
 
+class ConvergenceWarning(UserWarning):
+    """An explainer's numbers failed their own test on some instances (integrated gradients missed completeness
+    within ``ig_tolerance`` by ``ig_max_steps``): those instances' scores are NaN, and the message names the gap."""
+
+
 class _NotFaithful(AssertionError):  # noqa: N818 - the base of the public names below
     """A failed verdict that carries its ``report`` (and survives pickling, e.g. across pytest-xdist)."""
 

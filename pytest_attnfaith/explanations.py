@@ -26,7 +26,7 @@ from pytest_attnfaith import _recording
 from pytest_attnfaith.audit import build_report, instances_of, opened, run_checks, warn_inconclusive
 from pytest_attnfaith.checks._common import real_rows
 from pytest_attnfaith.errors import AttnFaithError
-from pytest_attnfaith.explainers import Attribute, resolve
+from pytest_attnfaith.explainers import Attribute, notes, resolve
 from pytest_attnfaith.options import CHECK_NAMES, EXPLANATION_CHECK_NAMES, EXPLANATION_CHECKS, resolve_options
 from pytest_attnfaith.results import Comparison, Report
 
@@ -67,9 +67,11 @@ def _audits(model: Any, inputs: Any, explainers: Any, checks: Any, seed: int, op
         described = context.model.describe()
         for name, attribute in named.items():
             scores = attribute(context)
+            noted = notes.take(context)
             results = run_checks(dataclasses.replace(context, explanation=scores), resolved.checks)
             instances = {**instances_of(context), "scores": real_rows(scores, context.real)}
-            reports[name] = build_report(results, resolved, described, instances, explainer=name)
+            model = {**described, "explainer": noted} if noted is not None else described
+            reports[name] = build_report(results, resolved, model, instances, explainer=name)
     for report in reports.values():
         warn_inconclusive(report)
         _recording.publish(report)

@@ -74,6 +74,8 @@ class Options:
     ig_steps: int = 50
     ig_method: str = "gausslegendre"
     ig_baseline: str = "zeros"
+    ig_tolerance: tuple[float, float] | None = (0.005, 0.02)
+    ig_max_steps: int = 2000
     shapley_samples: int = 25
     explanation_require: tuple[str, ...] = ("comprehensive", "sufficient")
     suggest_explainers: tuple[str, ...] = ()
@@ -108,6 +110,7 @@ class Options:
         for name in ("checks", "require", "aopc_bins", "explanation_require", "suggest_explainers"):
             out[name] = list(out[name])
         out["targets"] = list(self.targets) if self.targets is not None else None
+        out["ig_tolerance"] = list(self.ig_tolerance) if self.ig_tolerance is not None else None
         return out
 
 
@@ -162,6 +165,21 @@ def _choice(*choices: str, integer: bool = False) -> Callable[[Any], Any]:
 
     check.expected = expected  # type: ignore[attr-defined]
     return check
+
+
+def _tolerance(value: Any) -> tuple[float, float] | None:
+    """``ig_tolerance``: (absolute, relative) ≥ 0, not both 0; a single number is (it, 0); None: fixed steps."""
+    expected = "(absolute, relative): two numbers >= 0, not both 0 (or one number, or None for fixed steps)"
+    if value is None:
+        return None
+    pair = (value, 0.0) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+    try:
+        absolute, relative = (_real(0.0, math.inf)(part) for part in pair)
+    except (TypeError, ValueError, AttnFaithError):
+        raise _bad(value, expected) from None
+    if absolute == relative == 0.0:
+        raise _bad(value, expected)
+    return absolute, relative
 
 
 def _boolean(value: Any) -> bool:
@@ -271,7 +289,9 @@ _RULES: dict[str, Callable[[Any], Any]] = {
     "random_orderings": _integer(1),
     "ig_steps": _integer(2),
     "ig_method": _choice(*IG_METHODS),
-    "ig_baseline": _choice("zeros", "mask"),
+    "ig_baseline": _choice("zeros", "mask", "mean"),
+    "ig_tolerance": _tolerance,
+    "ig_max_steps": _integer(2),
     "shapley_samples": _integer(1),
     "explanation_require": _names(EXPLANATION_QUESTIONS, "question of an explanation audit", ("comprehensive", "sufficient")),
     "suggest_explainers": _names(EXPLAINER_NAMES, "explainer", ()),
@@ -333,7 +353,13 @@ def validate_option(name: str, value: Any) -> Any:
 def resolve_options(**options: Any) -> Options:
     """Validate keyword options and return an ``Options`` with the defaults filled in."""
     values = {name: validate_option(name, value) for name, value in options.items()}
-    return Options(**values)
+    resolved = Options(**values)
+    if resolved.ig_max_steps < resolved.ig_steps:
+        raise AttnFaithError(
+            f"option ig_max_steps={resolved.ig_max_steps} is below ig_steps={resolved.ig_steps}; expected a cap of at "
+            "least the first round's nodes"
+        )
+    return resolved
 
 
 def parse_option_text(name: str, text: str) -> Any:
@@ -343,6 +369,12 @@ def parse_option_text(name: str, text: str) -> Any:
         return validate_option(name, text)
     if name in ("checks", "require", "explanation_require", "suggest_explainers"):
         return tuple(part.strip() for part in text.replace(",", " ").split() if part.strip())
+    if name == "ig_tolerance":
+        parts = text.replace(",", " ").split()
+        try:
+            return None if text.strip().lower() in ("", "none") else tuple(float(part) for part in parts)
+        except ValueError:
+            raise AttnFaithError(f"option ig_tolerance={text!r} is not valid: expected two numbers, e.g. 0.005 0.02") from None
     if name == "aopc_bins":
         try:
             return tuple(float(part) for part in text.replace(",", " ").split())
