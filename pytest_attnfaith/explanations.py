@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+from torch import Tensor
 
 from pytest_attnfaith import _recording
 from pytest_attnfaith.audit import build_report, instances_of, opened, run_checks, warn_inconclusive
@@ -67,7 +68,7 @@ def _audits(model: Any, inputs: Any, explainers: Any, checks: Any, seed: int, op
         described = context.model.describe()
         for name, attribute in named.items():
             scores = attribute(context)
-            noted = notes.take(context)
+            noted = _rows_of_tensors(notes.take(context), context)
             results = run_checks(dataclasses.replace(context, explanation=scores), resolved.checks)
             instances = {**instances_of(context), "scores": real_rows(scores, context.real)}
             model = {**described, "explainer": noted} if noted is not None else described
@@ -76,6 +77,13 @@ def _audits(model: Any, inputs: Any, explainers: Any, checks: Any, seed: int, op
         warn_inconclusive(report)
         _recording.publish(report)
     return reports
+
+
+def _rows_of_tensors(entry: dict[str, Any] | None, context: Any) -> dict[str, Any] | None:
+    """An explainer's report entry with its (B, T) tensors as the real positions' rows (as ``instances`` shows)."""
+    if entry is None:
+        return None
+    return {key: real_rows(value, context.real) if isinstance(value, Tensor) else value for key, value in entry.items()}
 
 
 def _checks(checks: Any) -> Any:

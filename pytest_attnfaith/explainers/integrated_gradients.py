@@ -78,7 +78,7 @@ def attribute(context: Context, objective: Objective = predicted_output) -> Tens
     scores, gap, steps = pieces.totals(context.batch.size, end - start)
     failed = ~(gap <= allowed)  # a NaN gap (f undefined) fails too
     scores[failed] = float("nan")
-    notes.note(context, _describe(context, gap, steps, failed))
+    notes.note(context, _describe(context, end - start, gap, steps, failed))
     return torch.where(context.real, scores.to(context.probs.device), 0.0)
 
 
@@ -244,8 +244,9 @@ class _Path:
         return native * ~real
 
 
-def _describe(context: Context, gap: Tensor, steps: Tensor, failed: Tensor) -> dict[str, object]:
-    """``report.model["explainer"]``: the tolerance, steps and gaps per instance, the instances left NaN (warned)."""
+def _describe(context: Context, change: Tensor, gap: Tensor, steps: Tensor, failed: Tensor) -> dict[str, object]:
+    """``report.model["explainer"]``: the tolerance; per instance f(x) − f(b), the gradient nodes and the completeness
+    gap; the instances left NaN (warned)."""
     options = context.options
     count = int(failed.sum())
     if count:
@@ -262,6 +263,7 @@ def _describe(context: Context, gap: Tensor, steps: Tensor, failed: Tensor) -> d
         "baseline": options.ig_baseline,
         "method": options.ig_method,
         "tolerance": list(options.ig_tolerance) if options.ig_tolerance is not None else None,
+        "changes": change.tolist(),
         "steps": steps.tolist(),
         "mean_steps": float(steps.double().mean()) if len(steps) else None,
         "gaps": gap.cpu().tolist(),
