@@ -46,7 +46,7 @@ def attribute(context: Context) -> Tensor:
         instances = informative[start : start + chunk]
         marginal, weight = _marginals(context, instances, keys[instances.cpu()].to(scores.device))
         scores[instances], errors[instances] = _mean_and_error(marginal, weight, context.real[instances])
-        within[instances] = _within_noise(marginal, weight, scores[instances], context, instances)
+        within[instances] = _within_noise(marginal, scores[instances], context, instances)
     notes.note(context, _describe(context, errors, within))
     return scores
 
@@ -76,19 +76,19 @@ def _mean_and_error(marginal: Tensor, weight: Tensor, real: Tensor) -> tuple[Ten
     """φ_t = Σ_π w_π m_πt and its standard error over the permutations, sd_π(m_πt) / √P for P drawn at random
     (0 when all n! are enumerated: φ is exact), 0 off the real positions (c, T) each."""
     phi = (marginal * weight.unsqueeze(-1)).sum(dim=1)
-    return torch.where(real, phi, 0.0), torch.where(real, _sampling_error(marginal, weight), 0.0)
+    return torch.where(real, phi, 0.0), torch.where(real, _sampling_error(marginal, real), 0.0)
 
 
-def _sampling_error(marginal: Tensor, weight: Tensor) -> Tensor:
-    """sd over the drawn permutations / √P of ``marginal`` (c, P, ...), 0 for exact instances (c, ...)."""
-    drawn = weight.gt(0).sum(dim=1)  # P drawn, or n! enumerated
-    exact = (weight.max(dim=1).values > 1.0 / weight.shape[1] + 1e-15) | (drawn < weight.shape[1])
-    spread = marginal.std(dim=1, correction=1) / math.sqrt(weight.shape[1]) if weight.shape[1] > 1 else marginal[:, 0] * 0.0
-    shape = (-1,) + (1,) * (spread.dim() - 1)
-    return torch.where(exact.view(shape), 0.0, spread)
+def _sampling_error(marginal: Tensor, real: Tensor) -> Tensor:
+    """sd over the P drawn permutations / √P of ``marginal`` (c, P, ...); 0 for the instances whose n! ≤ P orders
+    were all enumerated (their φ is exact) (c, ...)."""
+    samples = marginal.shape[1]
+    exact = torch.lgamma(real.sum(dim=1).double() + 1.0) <= math.log(samples) + 1e-9  # n! ≤ P
+    spread = marginal.std(dim=1, correction=1) / math.sqrt(samples) if samples > 1 else marginal[:, 0] * 0.0
+    return torch.where(exact.view((-1,) + (1,) * (spread.dim() - 1)), 0.0, spread)
 
 
-def _within_noise(marginal: Tensor, weight: Tensor, phi: Tensor, context: Context, instances: Tensor) -> Tensor:
+def _within_noise(marginal: Tensor, phi: Tensor, context: Context, instances: Tensor) -> Tensor:
     """The fraction of adjacent pairs of the top k = ⌈q·n⌉ (q the largest of ``aopc_bins``, in exact arithmetic)
     whose difference φ_(r) − φ_(r+1) is within 2 standard errors of that difference (the SE of the per-permutation
     differences, which share their permutations); NaN with fewer than two tokens in the top k (c,)."""
@@ -97,7 +97,7 @@ def _within_noise(marginal: Tensor, weight: Tensor, phi: Tensor, context: Contex
     ranked = marginal.gather(2, order.unsqueeze(1).expand_as(marginal))
     steps = ranked[:, :, :-1] - ranked[:, :, 1:]
     difference = phi.gather(1, order)
-    noisy = (difference[:, :-1] - difference[:, 1:]).abs() <= 2.0 * _sampling_error(steps, weight)
+    noisy = (difference[:, :-1] - difference[:, 1:]).abs() <= 2.0 * _sampling_error(steps, real)
     top = _top_sizes(context, real.sum(dim=1))
     pairs = torch.arange(steps.shape[2], device=real.device) < (top - 1).unsqueeze(1)
     counted = pairs.sum(dim=1)
@@ -121,7 +121,7 @@ def _describe(context: Context, errors: Tensor, within: Tensor) -> dict[str, obj
         "standard_errors": errors,  # (B, T): the report keeps the real positions' rows
         "max_standard_error": float(errors.max()) if errors.numel() else None,
         "within_noise": [None if math.isnan(value) else value for value in within.tolist()],
-        "mean_within_noise": float(within[defined].mean()) if defined.any() else None,
+        "within_noise_mean": float(within[defined].mean()) if defined.any() else None,
         "top_k_bin": max(context.options.aopc_bins),
     }
 
