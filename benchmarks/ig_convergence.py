@@ -14,8 +14,8 @@ out, or kept and replaced like any other) — two runs in the same process on th
 
 f is the explainer's: the probability of the predicted class. Models: J&W's BiLSTM of the zoo (trained in seconds on
 the generated sentiment task; 16 held-out sentences), the packaged MiniLM fine-tuned for six steps as the tests do
-(16 sentences), SmolLM2-135M-Instruct as a zero-shot classifier (``targets`` = the label words, 8 SST test
-prompts).
+(16 sentences), SmolLM2-135M-Instruct as a zero-shot classifier (``targets`` = the label words, ``--prompts`` SST
+test prompts, 8 by default).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ BAR = (0.02, 0.05)  # the acceptance bar: 0.02 + 5% of |f(x) − f(b)|
 HERE = Path(__file__).resolve().parent
 
 
-def cases(names: list[str]) -> list[dict[str, Any]]:
+def cases(names: list[str], prompts: int) -> list[dict[str, Any]]:
     """(name, model, inputs, options, sinks) of the models asked for."""
     out: list[dict[str, Any]] = []
     if "bilstm" in names:
@@ -61,7 +61,7 @@ def cases(names: list[str]) -> list[dict[str, Any]]:
         )
     if "smollm2" in names:
         model, tokenizer = smollm2.load()
-        texts, _ = smollm2.sst(smollm2.DEFAULT_SST, 8, seed=0)
+        texts, _ = smollm2.sst(smollm2.DEFAULT_SST, prompts, seed=0)
         wrapped = af.huggingface(model, tokenizer=tokenizer)
         options = {"targets": list(smollm2.TARGETS)}
         out.append(
@@ -142,13 +142,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["bilstm", "minilm", "smollm2"], choices=["bilstm", "minilm", "smollm2"])
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--prompts", type=int, default=8, help="SST test prompts for SmolLM2 (default: %(default)s)")
     parser.add_argument("--json", type=Path, default=HERE / "ig_convergence.json")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     asked = {name for name in ("BiLSTM", "MiniLM", "SmolLM2") if name.lower() in args.models}
     kept = json.loads(args.json.read_text(encoding="utf-8")) if args.json.exists() else []
     rows = [row for row in kept if row["model"] not in asked]  # the other models' rows of an earlier run
-    for case in cases(args.models):
+    for case in cases(args.models, args.prompts):
         for baseline in BASELINES:
             for sink in case["sinks"]:
                 rows.append(measure(case, baseline, sink))
@@ -158,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         [
             "# Integrated gradients: completeness and the cost of convergence",
             "",
-            f"Command: `{COMMAND} --threads {args.threads}` (rows of one model: `--models bilstm`; the others' rows "
+            f"Command: `{COMMAND} --threads {args.threads} --prompts {args.prompts}` (rows of one model: `--models bilstm`; the others' rows "
             "are kept from the JSON).",
             "",
             *table(rows),
