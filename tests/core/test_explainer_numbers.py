@@ -89,6 +89,9 @@ def test_an_instance_that_cannot_converge_is_nan_counted_and_warned(net, inputs)
     nan_rows = [i for i, row in enumerate(report.instances["scores"]) if any(math.isnan(v) for v in row)]
     assert entry["unconverged"] == len(nan_rows) > 0
     assert all(entry["gaps"][i] > 1e-6 for i in nan_rows)
+    for check in ("comprehensiveness", "sufficiency"):  # never ranked: undefined for the checks
+        values = report.checks[check].per_instance
+        assert all(math.isnan(values[i]) for i in nan_rows)
     assert "did not converge" in html_section({"test_ig": [report.to_dict()]})
 
 
