@@ -159,8 +159,8 @@ def main(argv: list[str] | None = None) -> int:
         [
             "# Integrated gradients: completeness and the cost of convergence",
             "",
-            f"Command: `{COMMAND} --threads {args.threads} --prompts {args.prompts}` (rows of one model: `--models bilstm`; the others' rows "
-            "are kept from the JSON).",
+            f"Command: `{COMMAND} --threads {args.threads} --prompts {args.prompts}` (rows of one model: "
+            "`--models bilstm`; the others' rows are kept from the JSON).",
             "",
             *table(rows),
             "",
