@@ -88,8 +88,8 @@ def run_ig(model: Any, inputs: Any, **options: Any) -> tuple[dict[str, Any], flo
     return entry, seconds
 
 
-def measure(case: dict[str, Any], baseline: str, sink: str) -> dict[str, Any]:
-    options = {**case["options"], "ig_baseline": baseline, "sink": sink}
+def measure(case: dict[str, Any], baseline: str, sink: str, max_steps: int) -> dict[str, Any]:
+    options = {**case["options"], "ig_baseline": baseline, "sink": sink, "ig_max_steps": max_steps}
     fixed, fixed_seconds = run_ig(case["model"], case["inputs"], ig_tolerance=None, **options)
     adaptive, adaptive_seconds = run_ig(case["model"], case["inputs"], **options)
     changes = torch.tensor(fixed["changes"], dtype=torch.float64)
@@ -99,6 +99,7 @@ def measure(case: dict[str, Any], baseline: str, sink: str) -> dict[str, Any]:
     count = len(gaps)
     return {
         "model": case["name"],
+        "max_steps": max_steps,
         "baseline": baseline,
         "sink": sink,
         "instances": count,
@@ -140,8 +141,17 @@ def table(rows: list[dict[str, Any]]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=["bilstm", "minilm", "smollm2"], choices=["bilstm", "minilm", "smollm2"])
+    parser.add_argument(
+        "--models",
+        nargs="*",
+        default=["bilstm", "minilm", "smollm2"],
+        choices=["bilstm", "minilm", "smollm2"],
+        help="models to measure (none: rewrite the section from --json)",
+    )
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--max-steps", type=int, default=resolve_options().ig_max_steps, help="ig_max_steps (default: %(default)s)"
+    )
     parser.add_argument("--prompts", type=int, default=8, help="SST test prompts for SmolLM2 (default: %(default)s)")
     parser.add_argument("--json", type=Path, default=HERE / "ig_convergence.json")
     args = parser.parse_args(argv)
@@ -150,22 +160,23 @@ def main(argv: list[str] | None = None) -> int:
     kept = json.loads(args.json.read_text(encoding="utf-8")) if args.json.exists() else []
     rows = [row for row in kept if row["model"] not in asked]  # the other models' rows of an earlier run
     for case in cases(args.models, args.prompts):
-        for baseline in BASELINES:
-            for sink in case["sinks"]:
-                rows.append(measure(case, baseline, sink))
+        for sink in case["sinks"]:
+            for baseline in BASELINES:
+                rows.append(measure(case, baseline, sink, args.max_steps))
                 print(table(rows)[-1], flush=True)
+                args.json.write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
     defaults = resolve_options()
     text = "\n".join(
         [
             "# Integrated gradients: completeness and the cost of convergence",
             "",
-            f"Command: `{COMMAND} --threads {args.threads} --prompts {args.prompts}` (rows of one model: "
-            "`--models bilstm`; the others' rows are kept from the JSON).",
+            f"Command: `{COMMAND} --threads {args.threads} --prompts {args.prompts} --max-steps {args.max_steps}` "
+            "(rows of one model: `--models bilstm`; the others' rows are kept from the JSON).",
             "",
             *table(rows),
             "",
             f"Adaptive: ig_tolerance={defaults.ig_tolerance} (gap ≤ a + r·|f(x) − f(b)|), ig_max_steps="
-            f"{defaults.ig_max_steps}, first round 50 Gauss–Legendre nodes, halves of "
+            f"{args.max_steps}, first round 50 Gauss–Legendre nodes, halves of "
             f"{integrated_gradients.REFINE_NODES} nodes. The bar: gap ≤ 0.02 + 5% of |f(x) − f(b)|. Ratio: CPU time "
             "of the adaptive run over the fixed run, same process, same inputs (the fixed run's extra f(b) pass "
             f"included in both). Machine: {json.dumps(machine())}.",
