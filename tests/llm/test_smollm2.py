@@ -114,4 +114,4 @@ def test_integrated_gradients_are_complete_with_the_default_options(smollm2_mode
     assert entry is not None and entry["unconverged"] == 0
     assert not scores.isnan().any() and scores[:, 0].eq(0).all(), "the sink keeps its embedding: no attribution"
     assert ((scores.sum(dim=1) - change).abs() <= 0.02 + 0.05 * change.abs()).all()
-    assert change.abs().min() > 0.02, "the path moves f: completeness is not met by scores of 0"
+    assert change.abs().max() > 0.1, "the path moves f: completeness is not met by scores of 0"
