@@ -35,8 +35,8 @@ import pytest_attnfaith as af
 from benchmarks.sections import write_section
 from benchmarks.speed import held_out, machine, minilm, row, timed, trained_bilstm, wrapped
 from pytest_attnfaith.adapters import Batch, as_attention_model
-from pytest_attnfaith.adapters.context import Context
 from pytest_attnfaith.metrics import output_distribution
+from pytest_attnfaith.session import Context
 from pytest_attnfaith.zoo import BiLSTMClassifier, sentiment_task, train_classifier
 
 COMMAND = "nice -n 10 .venv/bin/python -m benchmarks.explanations"

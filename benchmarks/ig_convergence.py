@@ -32,9 +32,9 @@ import pytest_attnfaith as af
 from benchmarks import smollm2
 from benchmarks.sections import write_section
 from benchmarks.speed import held_out, machine, trained_bilstm
-from pytest_attnfaith.audit import opened
 from pytest_attnfaith.explainers import integrated_gradients, notes
 from pytest_attnfaith.options import resolve_options
+from pytest_attnfaith.session import opened
 
 COMMAND = "nice -n 10 .venv/bin/python -m benchmarks.ig_convergence"
 BASELINES = ("zeros", "mask", "mean")

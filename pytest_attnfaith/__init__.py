@@ -32,13 +32,14 @@ from pytest_attnfaith.options import (
     QUESTIONS,
     Options,
 )
+from pytest_attnfaith.report import html as _html  # noqa: F401 - registers how a Report renders in a notebook
 
 if TYPE_CHECKING:
     from pytest_attnfaith.adapters import AttentionModel, wrap
     from pytest_attnfaith.adapters.huggingface import huggingface
     from pytest_attnfaith.assertions import assert_attention_faithful, assert_explanation_faithful
     from pytest_attnfaith.audit import audit
-    from pytest_attnfaith.explanations import audit_explanation, compare_explanations, explain
+    from pytest_attnfaith.explanation_audit import audit_explanation, compare_explanations, explain
     from pytest_attnfaith.results import CheckResult, Comparison, Report
 
 try:
@@ -53,9 +54,9 @@ _LAZY = {
     "assert_attention_faithful": "pytest_attnfaith.assertions",
     "assert_explanation_faithful": "pytest_attnfaith.assertions",
     "audit": "pytest_attnfaith.audit",
-    "explain": "pytest_attnfaith.explanations",
-    "audit_explanation": "pytest_attnfaith.explanations",
-    "compare_explanations": "pytest_attnfaith.explanations",
+    "explain": "pytest_attnfaith.explanation_audit",
+    "audit_explanation": "pytest_attnfaith.explanation_audit",
+    "compare_explanations": "pytest_attnfaith.explanation_audit",
     "CheckResult": "pytest_attnfaith.results",
     "Comparison": "pytest_attnfaith.results",
     "Report": "pytest_attnfaith.results",

@@ -8,7 +8,7 @@ import numpy as np
 
 from pytest_attnfaith.audit import audit
 from pytest_attnfaith.errors import AttentionNotFaithful, ExplanationNotFaithful
-from pytest_attnfaith.explanations import audit_explanation, compare_explanations
+from pytest_attnfaith.explanation_audit import audit_explanation, compare_explanations
 from pytest_attnfaith.options import questions_for
 from pytest_attnfaith.results import CheckResult, Report
 from pytest_attnfaith.worst import answered, flag_count, instance_rows, token_table, worst_by_instance

@@ -11,26 +11,23 @@ passes when every required question is answered yes or not tested — or inconcl
 
 from __future__ import annotations
 
-import contextlib
 import platform
 import sys
 import warnings
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import scipy
 import torch
 
-from pytest_attnfaith import _recording, atlas, progress
-from pytest_attnfaith.adapters import as_attention_model, prepare_batch
-from pytest_attnfaith.adapters.base import check_distribution
-from pytest_attnfaith.adapters.sink import exclude_sink, excluded, sink_mass
+from pytest_attnfaith import _recording, head_atlas, progress
+from pytest_attnfaith.adapters.sink import sink_mass
 from pytest_attnfaith.checks import CHECKS, Context
 from pytest_attnfaith.checks._common import real_rows
 from pytest_attnfaith.errors import InconclusiveWarning
 from pytest_attnfaith.options import QUESTIONS, Options, questions_for, resolve_options
 from pytest_attnfaith.results import CheckResult, Report, question_answer
+from pytest_attnfaith.session import opened
 
 SHARE_INSTANCES = 8
 """Instances of the backward pass that measures how much of the output's sensitivity to the read layer's attention
@@ -50,29 +47,13 @@ def audit(model: Any, inputs: Any, checks: Any = None, seed: int = 0, **options:
     with opened(model, inputs, resolved) as context:
         results = run_checks(context, resolved.checks)
         instances = instances_of(context)
-        sink = excluded(resolved.sink, context.model.causal_attention())
-        reading = _reading(context, sink, instances["sink_mass"])  # before describe(): its pass is counted there
-        per_head = atlas.per_head_rows(context, results) if resolved.per_head else []
+        reading = _reading(context, instances["sink_mass"])  # before describe(): its pass is counted there
+        per_head = head_atlas.per_head_rows(context, results) if resolved.per_head else []
         described = {**context.model.describe(), **reading}
     report = build_report(results, resolved, described, instances, per_head)
     warn_inconclusive(report)
     _recording.publish(report)
     return report
-
-
-@contextlib.contextmanager
-def opened(model: Any, inputs: Any, options: Options) -> Iterator[Context]:
-    """The audit's session on ``model`` and ``inputs``: adapter in session, batch on its device, the reference
-    pass (its attention checked to be a distribution), the sink excluded per ``sink``; the model restored on exit."""
-    adapter = as_attention_model(model)
-    batch = prepare_batch(inputs)
-    with adapter.session(options):
-        batch = batch.to(adapter.device)
-        if excluded(options.sink, adapter.attention_is_causal(batch)):
-            batch = exclude_sink(batch)
-        reference = adapter.forward_chunked(batch, record_layers=options.per_head)
-        check_distribution(reference, batch, adapter.tap.where)
-        yield Context(adapter, batch, options, reference)
 
 
 def run_checks(context: Context, names: tuple[str, ...]) -> dict[str, CheckResult]:
@@ -156,15 +137,15 @@ def instances_of(context: Context) -> dict[str, Any]:
     }
 
 
-def _reading(context: Context, sink: bool, mass: list[float]) -> dict[str, Any]:
-    """For ``report.model``: the sink (excluded or kept, the mean of its per-instance ``mass``) and how much of the
-    output's sensitivity to the read layer's attention flows through the rows read, with a warning when the output
-    pools other rows."""
+def _reading(context: Context, mass: list[float]) -> dict[str, Any]:
+    """For ``report.model``: the sink (excluded or kept, as the session decided; the mean of its per-instance
+    ``mass``) and how much of the output's sensitivity to the read layer's attention flows through the rows read,
+    with a warning when the output pools other rows."""
     described: dict[str, Any] = {
         "sink": {
             "position": "first attended token",
             "option": context.options.sink,
-            "excluded": sink,
+            "excluded": context.sink_excluded,
             "mean_mass": float(np.mean(mass)) if mass else None,
         },
         "warnings": [],

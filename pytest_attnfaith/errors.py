@@ -5,10 +5,7 @@ Importing this module imports neither torch nor transformers.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from pytest_attnfaith.results import Report
+from typing import Any
 
 
 class AttnFaithError(ValueError):
@@ -30,9 +27,10 @@ class ConvergenceWarning(UserWarning):
 
 
 class _NotFaithful(AssertionError):  # noqa: N818 - the base of the public names below
-    """A failed verdict that carries its ``report`` (and survives pickling, e.g. across pytest-xdist)."""
+    """A failed verdict that carries its ``report`` (a ``results.Report``; typed ``Any`` so that this bottom module
+    imports nothing of the package) and survives pickling, e.g. across pytest-xdist."""
 
-    def __init__(self, message: str, report: Report) -> None:
+    def __init__(self, message: str, report: Any) -> None:
         super().__init__(message)
         self.report = report
 

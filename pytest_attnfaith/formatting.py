@@ -31,6 +31,13 @@ def compact(value: float | None) -> str:
     return f"{mantissa}e{int(exponent)}"
 
 
+def fixed(value: float | None, digits: int = 3) -> str:
+    """A value with ``digits`` decimals (``0.123``), ``nan`` where undefined (None or NaN): every table's number."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "nan"
+    return f"{value:.{digits}f}"
+
+
 def printable(text: str) -> str:
     """``text`` with control and format characters (ANSI escapes, bidi overrides, newlines) written as escapes."""
     return "".join(char if char.isprintable() else char.encode("unicode_escape").decode("ascii") for char in text)

@@ -44,76 +44,6 @@ ALL_CHECK_NAMES: tuple[str, ...] = (*CHECK_NAMES, *EXPLANATION_CHECK_NAMES)
 IG_METHODS: tuple[str, ...] = ("gausslegendre", "riemann_trapezoid", "riemann_left", "riemann_right", "riemann_middle")
 
 
-@dataclass(frozen=True)
-class Options:
-    """All options of an audit, with their defaults. See ``docs/`` for each check's options."""
-
-    checks: tuple[str, ...] = CHECK_NAMES
-    require: tuple[str, ...] = ("used", "agrees", "unique")
-    seed: int = 0
-    # the verdict: intervals over instances, and how an inconclusive required question counts
-    confidence: float = 0.95
-    inconclusive: str = "fail"
-    # instance-level bounds
-    epsilon: float = 0.05
-    delta: float = 0.4
-    peak: float = 0.5
-    erasure_margin: float = 0.01
-    # sampling and search budgets
-    permutations: int = 100
-    adversaries: int = 5
-    adversarial_steps: int = 500
-    adversarial_lr: float = 0.01
-    adversarial_method: str = "auto"
-    loo: str = "delete"
-    mask_token_id: int | None = None
-    # explanations: ERASER's bins and removal, the random orderings they are judged against, the explainers' budgets
-    removal: str = "delete"
-    aopc_bins: tuple[float, ...] = (0.01, 0.05, 0.1, 0.2, 0.5)
-    random_orderings: int = 10
-    ig_steps: int = 50
-    ig_method: str = "gausslegendre"
-    ig_baseline: str = "zeros"
-    ig_tolerance: tuple[float, float] | None = (0.005, 0.02)
-    ig_max_steps: int = 2000
-    shapley_samples: int = 25
-    explanation_require: tuple[str, ...] = ("comprehensive", "sufficient")
-    suggest_explainers: tuple[str, ...] = ()
-    # check-level thresholds: min mean tau (agreement), max flagged fraction (the others)
-    gradient_threshold: float = 0.25
-    loo_threshold: float = 0.25
-    permutation_threshold: float = 0.5
-    uniform_threshold: float = 0.5
-    erasure_threshold: float = 0.5
-    adversarial_threshold: float = 0.5
-    comprehensiveness_threshold: float = 0.05
-    sufficiency_threshold: float = 0.05
-    # which attention is read and replaced
-    layer: int = -1
-    head: str | int = "mean"
-    aggregation: str = "attention"
-    query: str | int = "auto"
-    replace: str = "head"
-    sink: str = "auto"
-    per_head: bool = False
-    # what the output is: the softmax over these logits (token ids or words of a causal LM, classes of a classifier)
-    targets: tuple[int, ...] | tuple[str, ...] | None = None
-    # execution
-    batch_size: int = 64
-    device: str | None = None
-    worst: int = 3
-    redact: bool = False
-    progress: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        for name in ("checks", "require", "aopc_bins", "explanation_require", "suggest_explainers"):
-            out[name] = list(out[name])
-        out["targets"] = list(self.targets) if self.targets is not None else None
-        out["ig_tolerance"] = list(self.ig_tolerance) if self.ig_tolerance is not None else None
-        return out
-
-
 def _real(lo: float, hi: float, *, lo_open: bool = False, hi_open: bool = False) -> Callable[[Any], float]:
     left, right = ("(" if lo_open else "["), (")" if hi_open else "]")
     expected = f"a number in {left}{lo:g}, {hi:g}{right}"
@@ -165,21 +95,6 @@ def _choice(*choices: str, integer: bool = False) -> Callable[[Any], Any]:
 
     check.expected = expected  # type: ignore[attr-defined]
     return check
-
-
-def _tolerance(value: Any) -> tuple[float, float] | None:
-    """``ig_tolerance``: (absolute, relative) ≥ 0, not both 0; a single number is (it, 0); None: fixed steps."""
-    expected = "(absolute, relative): two numbers >= 0, not both 0 (or one number, or None for fixed steps)"
-    if value is None:
-        return None
-    pair = (value, 0.0) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
-    try:
-        absolute, relative = (_real(0.0, math.inf)(part) for part in pair)
-    except (TypeError, ValueError, AttnFaithError):
-        raise _bad(value, expected) from None
-    if absolute == relative == 0.0:
-        raise _bad(value, expected)
-    return absolute, relative
 
 
 def _boolean(value: Any) -> bool:
@@ -263,65 +178,7 @@ def _bad(value: Any, expected: str) -> _BadValueError:
     return _BadValueError(f"{value!r} is not valid: expected {expected}")
 
 
-_RULES: dict[str, Callable[[Any], Any]] = {
-    "checks": _names(ALL_CHECK_NAMES, "check", CHECK_NAMES),
-    "require": _names(
-        QUESTIONS,
-        "question",
-        hint={q: "explanation audits take explanation_require" for q in EXPLANATION_QUESTIONS if q not in QUESTIONS},
-    ),
-    "seed": _integer(0),
-    "confidence": _real(0.5, 1.0, hi_open=True),
-    "inconclusive": _choice("fail", "pass"),
-    "epsilon": _real(0.0, 1.0, lo_open=True),
-    "delta": _real(0.0, math.log(2.0), lo_open=True),
-    "peak": _real(0.0, 1.0),
-    "erasure_margin": _real(0.0, 1.0),
-    "permutations": _integer(1),
-    "adversaries": _integer(1),
-    "adversarial_steps": _integer(1),
-    "adversarial_lr": _real(0.0, 10.0, lo_open=True),
-    "adversarial_method": _choice("auto", "exact", "search"),
-    "loo": _choice("delete", "mask"),
-    "mask_token_id": _optional_integer,
-    "removal": _choice("delete", "mask"),
-    "aopc_bins": _bins,
-    "random_orderings": _integer(1),
-    "ig_steps": _integer(2),
-    "ig_method": _choice(*IG_METHODS),
-    "ig_baseline": _choice("zeros", "mask", "mean"),
-    "ig_tolerance": _tolerance,
-    "ig_max_steps": _integer(2),
-    "shapley_samples": _integer(1),
-    "explanation_require": _names(EXPLANATION_QUESTIONS, "question of an explanation audit", ("comprehensive", "sufficient")),
-    "suggest_explainers": _names(EXPLAINER_NAMES, "explainer", ()),
-    "gradient_threshold": _real(-1.0, 1.0),
-    "loo_threshold": _real(-1.0, 1.0),
-    "permutation_threshold": _real(0.0, 1.0),
-    "uniform_threshold": _real(0.0, 1.0),
-    "erasure_threshold": _real(0.0, 1.0),
-    "adversarial_threshold": _real(0.0, 1.0),
-    "comprehensiveness_threshold": _real(-1.0, 1.0),
-    "sufficiency_threshold": _real(-1.0, 1.0),
-    "layer": _any_integer,
-    "head": _choice("mean", integer=True),
-    "aggregation": _choice("attention", "rollout"),
-    "query": _choice("auto", "first", "last", "all", integer=True),
-    "replace": _choice("head", "layer"),
-    "sink": _choice("auto", "keep", "exclude"),
-    "per_head": _boolean,
-    "targets": _targets,
-    "batch_size": _integer(1),
-    "device": _device,
-    "worst": _integer(0),
-    "redact": _boolean,
-    "progress": _boolean,
-}
-
-OPTION_NAMES: tuple[str, ...] = tuple(_RULES)
-
-
-def _target_text(text: str) -> tuple[Any, ...] | None:
+def _target_text(name: str, text: str) -> tuple[Any, ...] | None:
     """``2731, 3524`` or ``" positive", " negative"`` (quotes keep a word's spaces); empty: None."""
     parts = [part.strip() for part in text.split(",") if part.strip()]
     if not parts:
@@ -333,6 +190,162 @@ def _target_text(text: str) -> tuple[Any, ...] | None:
         else:
             values.append(int(part) if part.isdigit() else part)
     return tuple(values)
+
+
+def parse_option_text(name: str, text: str) -> Any:
+    """Convert an option given as text (ini file, command line) to its Python value (unknown names: the error)."""
+    if name not in _RULES:
+        return validate_option(name, text)
+    return _TEXT[name](name, text)
+
+
+def _words(name: str, text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.replace(",", " ").split() if part.strip())
+
+
+def _bins_text(name: str, text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(part) for part in text.replace(",", " ").split())
+    except ValueError:
+        raise AttnFaithError(f"option {name}={text!r} is not valid: expected fractions, e.g. 0.01 0.05 0.1") from None
+
+
+def _device_text(name: str, text: str) -> str | None:
+    return text or None
+
+
+def _flag_text(name: str, text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise AttnFaithError(f"option {name}={text!r} is not valid: expected true or false")
+
+
+def _scalar_text(name: str, text: str) -> Any:
+    """An integer, else a number, else the text itself."""
+    for convert in (int, float):
+        try:
+            return convert(text)
+        except ValueError:
+            continue
+    return text.strip()
+
+
+def _tolerance(value: Any) -> tuple[float, float] | None:
+    """``ig_tolerance``: (absolute, relative) ≥ 0, not both 0; a single number is (it, 0); None: fixed steps."""
+    expected = "(absolute, relative): two numbers >= 0, not both 0 (or one number, or None for fixed steps)"
+    if value is None:
+        return None
+    pair = (value, 0.0) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+    try:
+        absolute, relative = (_real(0.0, math.inf)(part) for part in pair)
+    except (TypeError, ValueError, AttnFaithError):
+        raise _bad(value, expected) from None
+    if absolute == relative == 0.0:
+        raise _bad(value, expected)
+    return absolute, relative
+
+
+def _tolerance_text(name: str, text: str) -> tuple[float, ...] | None:
+    """``0.005 0.02`` (or ``0.005, 0.02``; one number: absolute only); ``none`` or empty: None (fixed steps)."""
+    if text.strip().lower() in ("", "none"):
+        return None
+    try:
+        return tuple(float(part) for part in text.replace(",", " ").split())
+    except ValueError:
+        raise AttnFaithError(f"option {name}={text!r} is not valid: expected two numbers, e.g. 0.005 0.02") from None
+
+
+def _option(default: Any, rule: Callable[[Any], Any], text: Callable[[str, str], Any] = _scalar_text) -> Any:
+    """One row of the options table: the default, the rule that validates a value, how text is read."""
+    return dataclasses.field(default=default, metadata={"rule": rule, "text": text})
+
+
+@dataclass(frozen=True)
+class Options:
+    """All options of an audit: one row each — its type, its default, the rule that validates a value, and how a
+    value given as text (ini file, command line) is read (``_option``). See ``docs/options.md`` for each."""
+
+    checks: tuple[str, ...] = _option(CHECK_NAMES, _names(ALL_CHECK_NAMES, "check", CHECK_NAMES), _words)
+    require: tuple[str, ...] = _option(
+        ("used", "agrees", "unique"),
+        _names(
+            QUESTIONS,
+            "question",
+            hint={q: "explanation audits take explanation_require" for q in EXPLANATION_QUESTIONS if q not in QUESTIONS},
+        ),
+        _words,
+    )
+    seed: int = _option(0, _integer(0))
+    # the verdict: intervals over instances, and how an inconclusive required question counts
+    confidence: float = _option(0.95, _real(0.5, 1.0, hi_open=True))
+    inconclusive: str = _option("fail", _choice("fail", "pass"))
+    # instance-level bounds
+    epsilon: float = _option(0.05, _real(0.0, 1.0, lo_open=True))
+    delta: float = _option(0.4, _real(0.0, math.log(2.0), lo_open=True))
+    peak: float = _option(0.5, _real(0.0, 1.0))
+    erasure_margin: float = _option(0.01, _real(0.0, 1.0))
+    # sampling and search budgets
+    permutations: int = _option(100, _integer(1))
+    adversaries: int = _option(5, _integer(1))
+    adversarial_steps: int = _option(500, _integer(1))
+    adversarial_lr: float = _option(0.01, _real(0.0, 10.0, lo_open=True))
+    adversarial_method: str = _option("auto", _choice("auto", "exact", "search"))
+    loo: str = _option("delete", _choice("delete", "mask"))
+    mask_token_id: int | None = _option(None, _optional_integer)
+    # explanations: ERASER's bins and removal, the random orderings they are judged against, the explainers' budgets
+    removal: str = _option("delete", _choice("delete", "mask"))
+    aopc_bins: tuple[float, ...] = _option((0.01, 0.05, 0.1, 0.2, 0.5), _bins, _bins_text)
+    random_orderings: int = _option(10, _integer(1))
+    ig_steps: int = _option(50, _integer(2))
+    ig_method: str = _option("gausslegendre", _choice(*IG_METHODS))
+    ig_baseline: str = _option("zeros", _choice("zeros", "mask", "mean"))
+    ig_tolerance: tuple[float, float] | None = _option((0.005, 0.02), _tolerance, _tolerance_text)
+    ig_max_steps: int = _option(2000, _integer(2))
+    shapley_samples: int = _option(25, _integer(1))
+    explanation_require: tuple[str, ...] = _option(
+        ("comprehensive", "sufficient"),
+        _names(EXPLANATION_QUESTIONS, "question of an explanation audit", ("comprehensive", "sufficient")),
+        _words,
+    )
+    suggest_explainers: tuple[str, ...] = _option((), _names(EXPLAINER_NAMES, "explainer", ()), _words)
+    # check-level thresholds: min mean tau (agreement), max flagged fraction (the others)
+    gradient_threshold: float = _option(0.25, _real(-1.0, 1.0))
+    loo_threshold: float = _option(0.25, _real(-1.0, 1.0))
+    permutation_threshold: float = _option(0.5, _real(0.0, 1.0))
+    uniform_threshold: float = _option(0.5, _real(0.0, 1.0))
+    erasure_threshold: float = _option(0.5, _real(0.0, 1.0))
+    adversarial_threshold: float = _option(0.5, _real(0.0, 1.0))
+    comprehensiveness_threshold: float = _option(0.05, _real(-1.0, 1.0))
+    sufficiency_threshold: float = _option(0.05, _real(-1.0, 1.0))
+    # which attention is read and replaced
+    layer: int = _option(-1, _any_integer)
+    head: str | int = _option("mean", _choice("mean", integer=True))
+    aggregation: str = _option("attention", _choice("attention", "rollout"))
+    query: str | int = _option("auto", _choice("auto", "first", "last", "all", integer=True))
+    replace: str = _option("head", _choice("head", "layer"))
+    sink: str = _option("auto", _choice("auto", "keep", "exclude"))
+    per_head: bool = _option(False, _boolean, _flag_text)
+    # what the output is: the softmax over these logits (token ids or words of a causal LM, classes of a classifier)
+    targets: tuple[int, ...] | tuple[str, ...] | None = _option(None, _targets, _target_text)
+    # execution
+    batch_size: int = _option(64, _integer(1))
+    device: str | None = _option(None, _device, _device_text)
+    worst: int = _option(3, _integer(0))
+    redact: bool = _option(False, _boolean, _flag_text)
+    progress: bool = _option(False, _boolean, _flag_text)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every option by name, sequences as lists (JSON)."""
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return {name: list(value) if isinstance(value, tuple) else value for name, value in values.items()}
+
+
+_RULES: dict[str, Callable[[Any], Any]] = {f.name: f.metadata["rule"] for f in dataclasses.fields(Options)}
+_TEXT: dict[str, Callable[[str, str], Any]] = {f.name: f.metadata["text"] for f in dataclasses.fields(Options)}
+OPTION_NAMES: tuple[str, ...] = tuple(_RULES)
 
 
 def _suggest(name: str, known: Iterable[str]) -> str:
@@ -360,43 +373,6 @@ def resolve_options(**options: Any) -> Options:
             "least the first round's nodes"
         )
     return resolved
-
-
-def parse_option_text(name: str, text: str) -> Any:
-    """Convert an option given as text (ini file, command line) to its Python value."""
-    default = getattr(Options(), name, None) if name in _RULES else None
-    if name not in _RULES:
-        return validate_option(name, text)
-    if name in ("checks", "require", "explanation_require", "suggest_explainers"):
-        return tuple(part.strip() for part in text.replace(",", " ").split() if part.strip())
-    if name == "ig_tolerance":
-        parts = text.replace(",", " ").split()
-        try:
-            return None if text.strip().lower() in ("", "none") else tuple(float(part) for part in parts)
-        except ValueError:
-            raise AttnFaithError(f"option ig_tolerance={text!r} is not valid: expected two numbers, e.g. 0.005 0.02") from None
-    if name == "aopc_bins":
-        try:
-            return tuple(float(part) for part in text.replace(",", " ").split())
-        except ValueError:
-            raise AttnFaithError(f"option aopc_bins={text!r} is not valid: expected fractions, e.g. 0.01 0.05 0.1") from None
-    if name == "device":
-        return text or None
-    if name == "targets":
-        return _target_text(text)
-    if isinstance(default, bool):
-        lowered = text.strip().lower()
-        if lowered in ("1", "true", "yes", "on"):
-            return True
-        if lowered in ("0", "false", "no", "off"):
-            return False
-        raise AttnFaithError(f"option {name}={text!r} is not valid: expected true or false")
-    for convert in (int, float):
-        try:
-            return convert(text)
-        except ValueError:
-            continue
-    return text.strip()
 
 
 def questions_for(kind: str) -> dict[str, tuple[str, ...]]:

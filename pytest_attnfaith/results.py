@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, overload
 
 import numpy as np
 
-from pytest_attnfaith.formatting import plural
+from pytest_attnfaith.formatting import fixed, plural
 
 SCHEMA_VERSION = 2
+HTML_RENDERERS: dict[str, Callable[[dict[str, Any], str], str]] = {}
+"""Result objects do not render themselves: the report layer registers how a report's dict becomes HTML (name →
+``render(report_dict, label)``), so that nothing here imports a layer above."""
 
 
 class RaggedRows(Sequence[list[float]]):
@@ -96,8 +99,8 @@ class CheckResult:
         relation = ">=" if self.higher_is_better else "<="
         verdict = {"passed": "passed", "failed": "FAILED"}.get(self.verdict, "INCONCLUSIVE")
         line = (
-            f"{self.name}: {self.statistic_name} = {_fmt(self.statistic)} {format_interval(self.interval)} "
-            f"(required {relation} {_fmt(self.threshold)}) {verdict}"
+            f"{self.name}: {self.statistic_name} = {fixed(self.statistic)} {format_interval(self.interval)} "
+            f"(required {relation} {fixed(self.threshold)}) {verdict}"
         )
         return f"{line}: {self.reason()}" if self.verdict == "inconclusive" else line
 
@@ -215,11 +218,12 @@ class Report:
         kwargs.setdefault("indent", 2)
         return json.dumps(self.to_dict(), **kwargs)
 
-    def _repr_html_(self) -> str:
-        """The audit as the HTML report shows it (checks, Jain & Wallace figures, heat maps): what a notebook displays."""
-        from pytest_attnfaith.report.html import audit_html
-
-        return audit_html(self.to_dict(), f"audit of {self.model.get('class', 'a model')}")
+    def _repr_html_(self) -> str | None:
+        """The audit as the HTML report shows it (checks, Jain & Wallace figures, heat maps): what a notebook displays.
+        Rendered by the report layer (``report.html`` registers itself in ``HTML_RENDERERS``; importing
+        ``pytest_attnfaith`` imports it); None (the text repr) if no renderer is registered."""
+        render = HTML_RENDERERS.get("audit")
+        return render(self.to_dict(), f"audit of {self.model.get('class', 'a model')}") if render else None
 
     def summary(self) -> str:
         """A few lines: the verdict, each question's answer, each check with its interval against its threshold."""
@@ -287,7 +291,7 @@ class Comparison:
         for rank, name in enumerate(self.ranking, start=1):
             report = self.reports[name]
             checks = "; ".join(
-                f"{check.name} {_fmt(check.statistic)} {format_interval(check.interval)} {check.verdict}"
+                f"{check.name} {fixed(check.statistic)} {format_interval(check.interval)} {check.verdict}"
                 for check in report.checks.values()
             )
             lines.append(f"  {rank}. {name}: {'passed' if report.passed else 'FAILED'} ({checks})")
@@ -300,10 +304,6 @@ def format_interval(interval: tuple[float | None, float | None] | list[float | N
     if low is None or high is None or math.isnan(low) or math.isnan(high):
         return "[no interval]"
     return f"[{low:.3f}, {high:.3f}]"
-
-
-def _fmt(value: float) -> str:
-    return "nan" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}"
 
 
 def _clean(value: Any) -> Any:

@@ -8,16 +8,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from pytest_attnfaith.adapters.base import AttentionModel, Edit, Forward
+from pytest_attnfaith.adapters.base import AttentionModel
 from pytest_attnfaith.adapters.inputs import Batch, prepare_batch
+from pytest_attnfaith.adapters.passes import Edit, Forward
+from pytest_attnfaith.adapters.recognise import is_huggingface_model
 from pytest_attnfaith.adapters.torch_module import WrappedModel, wrap
 from pytest_attnfaith.errors import AttnFaithError
 
-__all__ = ["AttentionModel", "Batch", "Edit", "Forward", "WrappedModel", "as_attention_model", "prepare_batch", "wrap"]
-
-
-def is_huggingface_model(model: Any) -> bool:
-    return any(cls.__name__ == "PreTrainedModel" and cls.__module__.startswith("transformers") for cls in type(model).__mro__)
+__all__ = [
+    "AttentionModel",
+    "Batch",
+    "Edit",
+    "Forward",
+    "WrappedModel",
+    "as_attention_model",
+    "is_huggingface_model",
+    "prepare_batch",
+    "wrap",
+]
 
 
 def as_attention_model(model: Any) -> AttentionModel:

@@ -15,291 +15,23 @@ import contextlib
 import dataclasses
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from pytest_attnfaith.adapters.inputs import Batch
+from pytest_attnfaith.adapters.chunks import collect_chunks, write_chunk
+from pytest_attnfaith.adapters.inputs import Batch, check_token_ids, check_weights, last_positions, query_position
+from pytest_attnfaith.adapters.outputs import NonFiniteOutputError, available_device
+from pytest_attnfaith.adapters.passes import Edit, Forward, QueryRows, _Armed
+from pytest_attnfaith.adapters.patches import exclusive
+from pytest_attnfaith.adapters.reading import Reading
+from pytest_attnfaith.adapters.tap import AttentionTap
 from pytest_attnfaith.errors import AttentionUnavailableError, AttnFaithError
 from pytest_attnfaith.formatting import plural
-from pytest_attnfaith.metrics import binary_logit_gap, distribution_tolerance, logits_of, output_distribution
-from pytest_attnfaith.options import Options
+from pytest_attnfaith.metrics import binary_logit_gap, logits_of, output_distribution
 
-EditFn = Callable[..., Tensor]
 EmbeddingsFn = Callable[[Tensor], Tensor]
-
-
-class NonFiniteOutputError(AttnFaithError):
-    """The model's output holds NaN or inf; ``row`` is the first such row of the pass."""
-
-    def __init__(self, row: int, logits: Tensor) -> None:
-        self.row = row
-        self.values = [round(value, 4) for value in logits.detach().reshape(logits.shape[0], -1)[row, :4].tolist()]
-        super().__init__(self.describe(f"row {row} of a pass with edited attention or tokens (a counterfactual)"))
-
-    def describe(self, where: str) -> str:
-        return f"the model's output contains NaN or inf for {where} (logits {self.values}); expected finite logits"
-
-
-@dataclass
-class Edit:
-    """A counterfactual: ``fn(rows, real, **params)`` returns the new rows (n, H, Tk).
-
-    ``params`` are per-instance tensors aligned with the batch, sliced along with it.
-    """
-
-    fn: EditFn
-    params: dict[str, Tensor] = field(default_factory=dict)
-
-    def chunk(self, part: slice) -> Edit:
-        return Edit(self.fn, {name: value[part] for name, value in self.params.items()})
-
-    def select(self, index: Tensor) -> Edit:
-        """The edit of instances ``index`` (in that order, repeats allowed)."""
-        return Edit(self.fn, {name: value[index.to(value.device)] for name, value in self.params.items()})
-
-    def __call__(self, rows: Tensor, real: Tensor) -> Tensor:
-        return self.fn(rows, real, **self.params)
-
-
-@dataclass
-class Forward:
-    """One forward pass: output distribution (n, C), attention rows read (n, H, Tk) before any
-    edit, the distribution the checks use (n, Tk), and the embeddings' output when captured.
-
-    ``layer_rows``: with ``record_layers``, the rows read at every layer that ran (layer → (n, H, Tk));
-    ``captured``: with ``capture_attention``, the chosen layer's whole attention (n, H, Tq, Tk) as a leaf of the
-    graph, so that gradients of the output reach it."""
-
-    probs: Tensor
-    rows: Tensor
-    attention: Tensor
-    embeddings: Tensor | None = None
-    gap: Tensor | None = None  # binary outputs: log p₁ − log p₀ from the logits, exact where p saturates
-    layer_rows: dict[int, Tensor] | None = None
-    captured: Tensor | None = None
-
-
-@dataclass
-class QueryRows:
-    """Where the read query rows sit in the attention tensor (m, H, Tq, Tk) that a layer computes.
-
-    One *pair* per query row read: ``owner[p]`` the instance it belongs to (an instance's read row is the mean
-    over its pairs), ``query[p]`` its index on the tensor's query axis, ``position[p]`` the token it is in the
-    instance (for a causal mask), ``batch[p]`` its row of the tensor (None: ``owner``), ``keys[p, t]`` the key
-    column that holds token t (None: column t). ``pooled``: some instance has several pairs."""
-
-    owner: Tensor
-    query: Tensor
-    position: Tensor
-    batch: Tensor | None = None
-    keys: Tensor | None = None
-    pooled: bool = False
-
-    @classmethod
-    def one_per_instance(cls, query: Tensor) -> QueryRows:
-        return cls(owner=torch.arange(len(query), device=query.device), query=query, position=query)
-
-    @classmethod
-    def every_real_row(cls, real: Tensor, mask: Tensor) -> QueryRows:
-        """Every real query row (an instance without one: its first attended row), for ``query="all"``."""
-        rows = real | (~real.any(dim=1, keepdim=True) & (mask.cumsum(dim=1) == 1) & mask)
-        rows[~rows.any(dim=1), 0] = True
-        owner, position = rows.nonzero(as_tuple=True)
-        return cls(owner=owner, query=position, position=position, pooled=True)
-
-    def rows_of(self, native: Tensor) -> Tensor:
-        """The pairs' rows (P, H, T) of the attention tensor, one column per token."""
-        batch = self.owner if self.batch is None else self.batch
-        rows = native[batch, :, self.query.clamp(max=native.shape[-2] - 1), :]
-        if self.keys is not None:
-            rows = rows.gather(-1, self.keys[:, None, :].expand(-1, rows.shape[1], -1))
-        return rows
-
-    def write(self, native: Tensor, rows: Tensor) -> Tensor:
-        """A copy of the attention tensor with the pairs' rows replaced by ``rows`` (P, H, T)."""
-        if self.keys is not None:
-            index = self.keys[:, None, :].expand(-1, rows.shape[1], -1)
-            rows = rows.new_zeros(rows.shape[:2] + native.shape[-1:]).scatter(-1, index, rows)
-        batch = self.owner if self.batch is None else self.batch
-        result = native.clone()
-        result[batch, :, self.query.clamp(max=native.shape[-2] - 1)] = rows
-        return result
-
-    def pool(self, rows: Tensor, size: int) -> Tensor:
-        """Per instance, the mean of its pairs' rows: (P, H, T) → (size, H, T)."""
-        if not self.pooled:
-            return rows
-        total = rows.new_zeros((size, *rows.shape[1:])).index_add_(0, self.owner, rows)
-        count = torch.bincount(self.owner, minlength=size).clamp(min=1).to(rows.dtype)
-        return total / count[:, None, None]
-
-    def select(self, index: Tensor) -> QueryRows:
-        """The pairs of instances ``index`` (one pair per instance), renumbered 0..len(index)-1."""
-        assert not self.pooled and self.batch is None and self.keys is None
-        return QueryRows.one_per_instance(self.query[index])
-
-
-@dataclass
-class _Armed:
-    """What the tap does during one pass. ``heads[i]``: the only head instance i's edit touches (None: every
-    head); ``causal``: whether the layer masks future keys (None: read it from the weights); ``capture``: hand
-    the attention on as a leaf of the graph (``captured``)."""
-
-    size: int
-    at: QueryRows
-    real: Tensor
-    mask: Tensor
-    edit: Edit | None
-    detach: bool
-    heads: Tensor | None = None
-    causal: bool | None = None
-    capture: bool = False
-    calls: int = 0
-    rows: Tensor | None = None
-    captured: Tensor | None = None
-
-    def repacked(self, size: int, at: QueryRows, causal: bool) -> _Armed:
-        """The same edit on ``size`` other query rows (``at``), with fresh counters: a shortcut's pass."""
-        return _Armed(
-            size=size, at=at, real=self.real, mask=self.mask, edit=self.edit, detach=self.detach, heads=self.heads, causal=causal
-        )
-
-    def select(self, index: Tensor) -> _Armed:
-        """The same pass for instances ``index`` only (one pair per instance)."""
-        return _Armed(
-            size=len(index),
-            at=self.at.select(index),
-            real=self.real[index],
-            mask=self.mask[index],
-            edit=self.edit.select(index) if self.edit is not None else None,
-            detach=self.detach,
-            heads=self.heads[index] if self.heads is not None else None,
-            causal=self.causal,
-        )
-
-
-class AttentionTap:
-    """Reads and replaces the chosen query rows of an attention tensor as the model computes it.
-
-    An adapter's hook passes each attention tensor it intercepts through ``apply``. Accepted
-    shapes: (n, Tk) — one distribution per instance; (n, Tk, 1); (n·H, Tq, Tk); (n, H, Tq, Tk).
-    A query row's counterfactual lives on the keys it may see: an edited row that puts weight on
-    a padded key, or (causal attention) on a later token, is restricted to the visible keys and
-    renormalised (rows that need it only; uniform over them if nothing is left).
-    """
-
-    def __init__(self, where: str) -> None:
-        self.where = where
-        self.armed: _Armed | None = None
-        self.causal: bool | None = None  # read from the first square attention tensor seen (adapters may say)
-
-    def arm(self, armed: _Armed) -> None:
-        self.armed = armed
-
-    def disarm(self) -> _Armed | None:
-        armed, self.armed = self.armed, None
-        return armed
-
-    def peek(self, native: Tensor) -> Tensor | None:
-        """The rows the armed pass would read from ``native`` (another layer's attention), without editing."""
-        armed = self.armed
-        if armed is None:
-            return None
-        attn = self._as_4d(native, armed.size)
-        self._check_keys(attn, armed)
-        return armed.at.pool(armed.at.rows_of(attn).detach(), armed.real.shape[0])
-
-    def apply(self, native: Tensor) -> Tensor:
-        armed = self.armed
-        if armed is None:
-            return native
-        armed.calls += 1
-        attn = self._as_4d(native, armed.size)
-        self._check_keys(attn, armed)
-        if self.causal is None and armed.causal is None:
-            tq, tk = attn.shape[-2:]
-            self.causal = tq == tk > 1 and bool((attn.detach().triu(1) == 0).all())
-        rows = armed.at.rows_of(attn)
-        armed.rows = armed.at.pool(rows.detach(), armed.real.shape[0])
-        result = attn
-        if armed.capture:
-            result = armed.captured = attn.detach().requires_grad_(True)
-        if armed.edit is not None:
-            result = armed.at.write(result, self._edited(armed, rows, attn))
-        if armed.detach:
-            result = result.detach()
-        if result is attn:
-            return native
-        return result.reshape(native.shape)
-
-    def _check_keys(self, attn: Tensor, armed: _Armed) -> None:
-        tk = attn.shape[-1]
-        if armed.at.keys is None and tk != armed.real.shape[1]:
-            raise AttentionUnavailableError(
-                f"the attention at {self.where} has {tk} key positions but the inputs have {armed.real.shape[1]} tokens; "
-                "expected attention over the input tokens (self-attention over input_ids)"
-            )
-
-    def _edited(self, armed: _Armed, rows: Tensor, attn: Tensor) -> Tensor:
-        """The pairs' new rows (P, H, T): the edit, on the keys each row may see, on the heads it may touch."""
-        assert armed.edit is not None
-        at = armed.at
-        visible = armed.mask[at.owner] & self._window(armed)
-        edit = armed.edit.select(at.owner) if at.pooled else armed.edit
-        new = _restricted(edit(rows, armed.real[at.owner] & visible).to(attn.dtype), visible)
-        if armed.heads is None:
-            return new
-        heads = rows.shape[1]
-        alone = torch.arange(heads, device=rows.device) == (armed.heads[at.owner] % heads)[:, None]
-        return torch.where(alone[:, :, None], new, rows)
-
-    def _window(self, armed: _Armed) -> Tensor:
-        """(P, T): the keys each pair's query may see under the layer's causal mask (all keys if it has none)."""
-        length = armed.real.shape[1]
-        causal = armed.causal if armed.causal is not None else self.causal
-        tokens = torch.arange(length, device=armed.real.device)
-        if not causal:
-            return torch.ones(len(armed.at.owner), length, dtype=torch.bool, device=armed.real.device)
-        return tokens[None, :] <= armed.at.position[:, None]
-
-    def _as_4d(self, native: Tensor, size: int) -> Tensor:
-        shape = tuple(native.shape)
-        if native.dim() == 2 and shape[0] == size:
-            return native.view(size, 1, 1, shape[1])
-        if (
-            native.dim() == 3
-            and shape[0] == size
-            and shape[2] == 1
-            and self.armed is not None
-            and shape[1] == self.armed.real.shape[1]
-        ):
-            return native.view(size, 1, 1, shape[1])
-        if native.dim() >= 3:
-            lead = 1
-            for dim in shape[:-2]:
-                lead *= dim
-            if lead % size == 0:
-                return native.reshape(size, lead // size, shape[-2], shape[-1])
-        raise AttentionUnavailableError(
-            f"the attention at {self.where} has shape {shape} for a batch of {size}; "
-            "expected (B, T) or (B, H, Tq, Tk) (or (B·H, Tq, Tk) as computed inside nn.MultiheadAttention)"
-        )
-
-
-def _restricted(rows: Tensor, visible: Tensor) -> Tensor:
-    """Rows (P, H, T) with weight off the visible keys (P, T) moved back onto them: zeroed and renormalised
-    (uniform over the visible keys where nothing is left); rows without such weight are returned as they are."""
-    inside = visible[:, None, :]
-    leaks = torch.where(inside, torch.zeros_like(rows), rows).abs().sum(dim=-1, keepdim=True) > 0
-    if not bool(leaks.any()):
-        return rows
-    kept = torch.where(inside, rows, torch.zeros_like(rows))
-    total = kept.sum(dim=-1, keepdim=True)
-    flat = inside.to(rows.dtype) / inside.sum(dim=-1, keepdim=True).clamp(min=1).to(rows.dtype)
-    return torch.where(leaks, torch.where(total > 0, kept / total.clamp(min=torch.finfo(rows.dtype).tiny), flat), rows)
 
 
 class AttentionModel(ABC):
@@ -311,7 +43,7 @@ class AttentionModel(ABC):
     def __init__(self, module: nn.Module, where: str) -> None:
         self.module = module
         self.tap = AttentionTap(where)
-        self.options = Options()
+        self.options = Reading()
         self._embeddings_leaf: Tensor | None = None
         self._capture_embeddings = False
         self._replace_embeddings: EmbeddingsFn | None = None
@@ -356,8 +88,31 @@ class AttentionModel(ABC):
         """``causal_attention()``, running one instance first if it is not known yet."""
         self._prepare(batch)
         if self.causal_attention() is None:
-            self.forward(batch.select(slice(0, 1)))
+            try:
+                self.forward(batch.select(slice(0, 1)))
+            except NonFiniteOutputError as err:
+                raise err.in_inputs(0) from None
         return bool(self.causal_attention())
+
+    def vocabulary_size(self) -> int | None:
+        """The number of token ids the embeddings accept (their ``nn.Embedding``'s rows; None: not known)."""
+        try:
+            embeddings = self.embeddings_module()
+        except AttnFaithError:
+            return None
+        table = next((m for m in embeddings.modules() if isinstance(m, nn.Embedding)), None)
+        return int(table.num_embeddings) if table is not None else None
+
+    def check_inputs(self, batch: Batch) -> None:
+        """Before any pass: every token id, and the ``mask_token_id`` option, inside the vocabulary."""
+        size = self.vocabulary_size()
+        check_token_ids(batch.input_ids, size)
+        token = self.options.mask_token_id
+        if token is not None and (token < 0 or (size is not None and token >= size)):
+            raise AttnFaithError(
+                f"option mask_token_id={token} is outside the vocabulary of {type(self.module).__name__} "
+                f"[0, {size if size is not None else 'inf'}); expected the id of its mask (or pad) token"
+            )
 
     def head_count(self, layer: int) -> int:
         """Heads of the attention read at ``layer`` (known after a forward pass)."""
@@ -434,26 +189,30 @@ class AttentionModel(ABC):
         return torch.device("cpu")
 
     @contextlib.contextmanager
-    def session(self, options: Options) -> Iterator[AttentionModel]:
-        """Audit mode: eval(), taps installed, on the chosen device; everything restored on exit."""
-        self.options = options
-        if options.device is not None:
-            available_device(options.device)
-        training = {name: sub.training for name, sub in self.module.named_modules()}
-        original = next((t.device for t in self.module.parameters()), None)
-        moved = original is not None and options.device is not None and torch.device(options.device) != original
-        try:
-            self.targets, self.tap.causal = self.resolve_targets(options.targets), None
-            if moved:
-                self.module.to(self.device)
-            self.module.eval()
-            with self._install():
-                yield self
-        finally:
-            for name, sub in self.module.named_modules():
-                sub.training = training.get(name, sub.training)
-            if moved:
-                self.module.to(original)
+    def session(self, options: Any) -> Iterator[AttentionModel]:
+        """Audit mode: eval(), taps installed, on the chosen device; everything restored on exit, also on error or
+        KeyboardInterrupt. ``options``: the audit's options (or a ``Reading``), of which the adapter keeps the
+        ``Reading``. One session per model at a time: another thread's session on the same model waits."""
+        with exclusive(self.module):
+            check_weights(self.module)
+            options = self.options = Reading.of(options)
+            if options.device is not None:
+                available_device(options.device)
+            training = {name: sub.training for name, sub in self.module.named_modules()}
+            original = next((t.device for t in self.module.parameters()), None)
+            moved = original is not None and options.device is not None and torch.device(options.device) != original
+            try:
+                self.targets, self.tap.causal = self.resolve_targets(options.targets), None
+                if moved:
+                    self.module.to(self.device)
+                self.module.eval()
+                with self._install():
+                    yield self
+            finally:
+                for name, sub in self.module.named_modules():
+                    sub.training = training.get(name, sub.training)
+                if moved:
+                    self.module.to(original)
 
     def query_rows(self, batch: Batch) -> QueryRows:
         """The query rows read and replaced: one per instance, or every real row (``query="all"``)."""
@@ -462,7 +221,8 @@ class AttentionModel(ABC):
         return QueryRows.one_per_instance(self.query_positions(batch))
 
     def query_positions(self, batch: Batch) -> Tensor:
-        """Per instance, the query row read in (B, H, Tq, Tk) attention: first or last real token."""
+        """Per instance, the query row read in (B, H, Tq, Tk) attention: first or last real token, or a position
+        (negative: counted from the end of the inputs, as Python indexes, so -1 is position T - 1)."""
         query = self.options.query
         if query == "auto":
             query = self.default_query
@@ -471,8 +231,8 @@ class AttentionModel(ABC):
         if query == "first":
             return torch.where(mask, positions, batch.length).min(dim=1).values.clamp(max=batch.length - 1)
         if query == "last":
-            return torch.where(mask, positions, -1).max(dim=1).values.clamp(min=0)
-        return torch.full((batch.size,), int(query), device=mask.device).clamp(0, batch.length - 1)
+            return last_positions(mask)
+        return torch.full((batch.size,), query_position(int(query), batch.length), device=mask.device)
 
     @contextlib.contextmanager
     def embeddings_hook(self) -> Iterator[None]:
@@ -585,6 +345,11 @@ class AttentionModel(ABC):
         """The output distribution p (n, C) and, for two classes, the logit gap log p₁ − log p₀."""
         try:
             logits = self._target_logits(logits_of(output))
+            if logits.dim() == 2 and logits.shape[1] == 0:
+                raise ValueError(
+                    f"{type(self.module).__name__} returned logits of shape {tuple(logits.shape)}: no class to score; "
+                    "expected logits (B, C) with at least one class (C >= 1)"
+                )
             probs = output_distribution(logits)
             gap = binary_logit_gap(logits)
         except (TypeError, ValueError) as err:
@@ -633,7 +398,7 @@ class AttentionModel(ABC):
             try:
                 forward = self.forward(batch.select(part), record_layers=record_layers)
             except NonFiniteOutputError as err:
-                raise AttnFaithError(err.describe(f"instance {start + err.row} of the inputs")) from None
+                raise err.in_inputs(start) from None
             for name in fields:
                 value = getattr(forward, name)
                 fields[name] = None if value is None else write_chunk(fields[name], part, value.detach(), batch.size)
@@ -684,73 +449,3 @@ class AttentionModel(ABC):
         """Output distributions for a large batch, in chunks of ``batch_size``, without gradients."""
         out = self.run_rows(batch.size, lambda part: (batch.select(part), edit.chunk(part) if edit is not None else None))
         return out if out is not None else torch.zeros(0, 2)
-
-
-def collect_chunks(total: int, size: int, compute: Callable[[slice], Tensor]) -> Tensor | None:
-    """``compute(part)`` for each chunk of ``size`` rows of ``total``, written into one tensor (None if ``total`` is 0)."""
-    out: Tensor | None = None
-    for start in range(0, total, size):
-        part = slice(start, min(start + size, total))
-        out = write_chunk(out, part, compute(part), total)
-    return out
-
-
-def write_chunk(out: Tensor | None, part: slice, values: Tensor, total: int) -> Tensor:
-    """Write one chunk's ``values`` into ``out[part]``; the first chunk allocates ``out`` for ``total`` rows.
-
-    One allocation per result instead of a list of per-chunk tensors joined at the end: half the
-    peak, and no small long-lived tensors left between the passes' large temporaries."""
-    if out is None:
-        out = values.new_empty((total, *values.shape[1:]))
-    out[part] = values
-    return out
-
-
-def available_device(name: str) -> torch.device:
-    """``torch.device(name)``, or the package's error naming the device and the devices this torch build has."""
-    try:
-        device = torch.device(name)
-    except (RuntimeError, TypeError) as err:
-        raise AttnFaithError(f"option device={name!r} is not a device: {err}; expected e.g. 'cpu' or 'cuda:0'") from None
-    if device.type == "cuda":
-        usable = torch.cuda.is_available() and (device.index is None or device.index < torch.cuda.device_count())
-    elif device.type == "cpu":
-        usable = True
-    else:  # mps, xpu, ...: torch.<type>.is_available()
-        backend = getattr(torch.backends, device.type, None) or getattr(torch, device.type, None)
-        usable = bool(getattr(backend, "is_available", lambda: False)())
-    if not usable:
-        raise AttnFaithError(
-            f"option device={name!r} is not available on this machine (torch {torch.__version__}); "
-            f"available: {', '.join(available_devices())}"
-        )
-    return device
-
-
-def available_devices() -> list[str]:
-    """The devices this process can run on: cpu, then every CUDA device, then mps."""
-    devices = ["cpu"]
-    if torch.cuda.is_available():
-        devices.extend(f"cuda:{index}" for index in range(torch.cuda.device_count()))
-    if torch.backends.mps.is_available():
-        devices.append("mps")
-    return devices
-
-
-def check_distribution(forward: Forward, batch: Batch, where: str) -> None:
-    """Raise unless every read row is a distribution over the unmasked positions, to the rounding of its dtype."""
-    tolerance = distribution_tolerance(forward.rows.dtype)
-    rows = forward.rows.double()
-    mask = batch.attention_mask.bool().to(rows.device)[:, None, :]
-    negative = (rows < -1e-5).any(dim=-1)
-    total = rows.sum(dim=-1)
-    outside = torch.where(mask, torch.zeros_like(rows), rows).abs().sum(dim=-1)
-    bad = negative | ((total - 1).abs() > tolerance) | (outside > tolerance)
-    if bad.any():
-        instance, head = (int(i) for i in bad.nonzero()[0])
-        raise AttentionUnavailableError(
-            f"the attention read at {where} is not a distribution over the unmasked positions: instance {instance}, "
-            f"head {head} sums to {float(total[instance, head]):.4g} with {float(outside[instance, head]):.4g} on masked "
-            f"positions (min weight {float(rows[instance, head].min()):.4g}); expected non-negative weights summing to 1 "
-            "over the positions where attention_mask == 1"
-        )

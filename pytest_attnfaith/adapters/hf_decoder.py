@@ -22,20 +22,19 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from pytest_attnfaith.adapters import hf_fast
-from pytest_attnfaith.adapters.base import QueryRows, _Armed
-from pytest_attnfaith.adapters.rowcache import RowCache
-
-
-def last_positions(mask: Tensor) -> Tensor:
-    """Per row, the last position with ``mask == 1`` (0 for a row without any)."""
-    positions = torch.arange(mask.shape[1], device=mask.device).expand_as(mask)
-    return torch.where(mask.bool(), positions, -1).max(dim=1).values.clamp(min=0)
+from pytest_attnfaith.adapters.hf_hidden import CachedHiddenPasses
+from pytest_attnfaith.adapters.hf_model import agreement, layers_text
+from pytest_attnfaith.adapters.inputs import Batch, last_positions
+from pytest_attnfaith.adapters.passes import QueryRows, _Armed
+from pytest_attnfaith.adapters.rowcache import RowCache, per_instance
+from pytest_attnfaith.formatting import plural
 
 
 @contextlib.contextmanager
@@ -162,3 +161,134 @@ def copy_index(inverse: Tensor) -> Tensor:
     copy = torch.empty_like(inverse)
     copy[order] = torch.arange(len(inverse), device=inverse.device) - starts[inverse[order]]
     return copy
+
+
+class DecoderPasses(CachedHiddenPasses):
+    """The adapter's one-token passes of causal decoders, over the clean pass's cached keys and values."""
+
+    _decoder: DecoderShortcut | None
+    _filling: bool
+
+    def _reset_session(self) -> None:
+        super()._reset_session()
+        self._decoder, self._filling = None, False
+
+    def _run(self, kwargs: dict[str, Any]) -> Any:
+        """The last token alone from the chosen layer where this pass allows it, else the other paths."""
+        one_token = self._one_token_layer()
+        if one_token is not None:
+            output = self._one_token(kwargs, one_token)
+            if output is not None:
+                return output
+        return super()._run(kwargs)
+
+    def forward_chunked(self, batch: Batch, record_layers: bool = False) -> Any:
+        """The reference pass; a causal decoder's also fills the cache of the one-token shortcut."""
+        self._filling = True
+        try:
+            return super().forward_chunked(batch, record_layers)
+        finally:
+            self._filling = False
+
+    def _one_token_layer(self) -> int | None:
+        """The chosen layer, when this pass edits only the last real token's row of a causal decoder."""
+        armed = self.tap.armed
+        decoder = self._decoder
+        if decoder is None or armed is None or armed.edit is None or self._probing or self._capture_embeddings:
+            return None
+        if self.options.aggregation == "rollout" or armed.capture or armed.at.pooled or armed.at.keys is not None:
+            return None
+        layer = self.chosen_layer()
+        if decoder.verified.get(layer) is False or not torch.equal(armed.at.query, last_positions(armed.mask)):
+            return None
+        return layer
+
+    def _full(self, kwargs: dict[str, Any]) -> Any:
+        """A full pass; the reference pass of a causal decoder also keeps its keys and values for the shortcut."""
+        armed = self.tap.armed
+        if not self._filling or self._decoder is None or torch.is_grad_enabled() or (armed is not None and armed.edit):
+            return self.module(**kwargs)
+        output, entries = self._clean_pass(kwargs)
+        if entries is not None:
+            self._decoder.cache.slots(per_instance(kwargs), lambda picked: {k: v[picked] for k, v in entries.items()})
+        return output
+
+    def _clean_pass(self, kwargs: dict[str, Any]) -> tuple[Any, dict[str, Tensor] | None]:
+        """A full pass that keeps every layer's keys and values and the hidden states at the last real token."""
+        assert self._decoder is not None and self._stack is not None
+        mask = kwargs.get("attention_mask")
+        length = kwargs["input_ids"].shape[1]
+        last = last_positions(mask if mask is not None else torch.ones_like(kwargs["input_ids"]))
+        hidden: dict[int, Tensor] = {}
+        with recording_last(self._stack, last, hidden):
+            output = self.module(**{**kwargs, "use_cache": True})
+        entries = clean_entries(output, hidden, self._decoder.layers, length)
+        if entries is not None:
+            entries["logits"] = self._logits(output, mask).detach()
+        return output, entries
+
+    def _one_token(self, kwargs: dict[str, Any], layer: int) -> Any:
+        """The pass as one-token passes from ``layer`` (None: not possible here; the caller runs it otherwise)."""
+        decoder = self._decoder
+        assert decoder is not None
+        rows = per_instance(kwargs)
+        slots = decoder.cache.slots(rows, lambda picked: self._clean_rows(kwargs, rows, picked))
+        if slots is None or (layer not in decoder.verified and not self._verify_one_token(kwargs, layer, slots)):
+            return None
+        self._calls = layer
+        decoder.passes += 1
+        return decoder.run(kwargs, self.tap.armed, layer, slots, self.tap)  # type: ignore[arg-type]
+
+    def _clean_rows(self, kwargs: dict[str, Any], rows: dict[str, Tensor], picked: Tensor) -> dict[str, Tensor] | None:
+        """The clean passes of the rows ``picked`` (instances not cached yet), without the tap."""
+        subset = {**kwargs, **{name: value[picked.to(value.device)] for name, value in rows.items()}}
+        armed = self.tap.disarm()
+        try:
+            self._calls = 0
+            with torch.no_grad():
+                return self._clean_pass(subset)[1]
+        finally:
+            self.tap.arm(armed)  # type: ignore[arg-type]
+
+    def _verify_one_token(self, kwargs: dict[str, Any], layer: int, slots: Tensor) -> bool:
+        """The shortcut against the full model, on this pass's first row: once per session with the edit (a full
+        pass), and at every layer without it (against the clean pass's logits, kept in the cache)."""
+        decoder, armed = self._decoder, self.tap.armed
+        assert decoder is not None and armed is not None
+        first = torch.arange(1, device=slots.device)
+        subset = {**kwargs, **{name: value[:1] for name, value in per_instance(kwargs).items()}}
+        alone = armed.select(first)
+        plain = replace(alone, edit=None)
+        try:
+            with torch.no_grad():
+                if decoder.edited_difference is None:
+                    self.tap.arm(alone)
+                    self._calls = 0
+                    full = self._logits(self.module(**subset), subset.get("attention_mask"))
+                    self._calls = layer
+                    decoder.edited_difference, decoder.edited_agrees = agreement(
+                        decoder.run(subset, alone, layer, slots[:1], self.tap), full
+                    )
+                self._calls = layer
+                clean = decoder.cache.stored["logits"][slots[:1]]
+                decoder.difference[layer], agrees = agreement(decoder.run(subset, plain, layer, slots[:1], self.tap), clean)
+        finally:
+            self.tap.arm(armed)
+        decoder.verified[layer] = agrees and decoder.edited_agrees
+        return decoder.verified[layer]
+
+    def _forward_parts(self, chosen: int | None) -> list[str]:
+        decoder, parts = self._decoder, []
+        if decoder is not None and decoder.verified:
+            agreed = sorted(layer for layer, ok in decoder.verified.items() if ok)
+            disagreed = sorted(layer for layer, ok in decoder.verified.items() if not ok)
+            if decoder.passes:
+                worst = max([decoder.difference[layer] for layer in agreed] + [decoder.edited_difference or 0.0])
+                parts.append(
+                    f"one-token passes: the last real token alone from the edited layer up, over the clean pass's cached "
+                    f"keys and values ({plural(decoder.passes, 'pass', 'passes')} at {layers_text(agreed)}; agreed with full "
+                    f"passes to {worst:.1e} in the logits)"
+                )
+            if disagreed:
+                parts.append(f"full at {layers_text(disagreed)}, where the one-token shortcut disagreed with the full pass")
+        return parts + super()._forward_parts(chosen)

@@ -13,6 +13,7 @@ Importing this module imports transformers; it is only imported by the Hugging F
 from __future__ import annotations
 
 import sys
+import threading
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -23,6 +24,7 @@ from transformers.masking_utils import AttentionMaskInterface, eager_mask
 from pytest_attnfaith.errors import AttentionUnavailableError
 
 IMPLEMENTATION = "attnfaith"
+_REGISTERING = threading.Lock()
 EagerFn = Callable[..., tuple[Tensor, Tensor | None]]
 
 
@@ -32,14 +34,23 @@ class Listener(Protocol):
     ) -> tuple[Tensor, Tensor | None]: ...
 
 
-_listeners: list[Listener] = []
+_thread = threading.local()
+"""Per thread, the adapters in session (innermost last): a model's attention calls reach the audit of its thread."""
+
+
+def _listeners() -> list[Listener]:
+    listeners: list[Listener] | None = getattr(_thread, "listeners", None)
+    if listeners is None:
+        listeners = _thread.listeners = []
+    return listeners
 
 
 def register() -> str:
-    """Register the attention function and its mask builder (idempotent); return the implementation name."""
-    if IMPLEMENTATION not in AttentionInterface._global_mapping:
-        AttentionInterface.register(IMPLEMENTATION, attention)
-        AttentionMaskInterface.register(IMPLEMENTATION, eager_mask)
+    """Register the attention function and its mask builder (idempotent, once per process); return the name."""
+    with _REGISTERING:
+        if IMPLEMENTATION not in AttentionInterface._global_mapping:
+            AttentionInterface.register(IMPLEMENTATION, attention)
+            AttentionMaskInterface.register(IMPLEMENTATION, eager_mask)
     return IMPLEMENTATION
 
 
@@ -50,10 +61,10 @@ class listening:  # noqa: N801 - used as a context manager, like contextlib's
         self.listener = listener
 
     def __enter__(self) -> None:
-        _listeners.append(self.listener)
+        _listeners().append(self.listener)
 
     def __exit__(self, *exc: object) -> None:
-        _listeners.remove(self.listener)
+        _listeners().remove(self.listener)
 
 
 def eager_function(module: nn.Module) -> EagerFn:
@@ -72,9 +83,10 @@ def attention(
 ) -> tuple[Tensor, Tensor | None]:
     """``AttentionInterface`` entry: the model's eager attention, seen by the adapter in session."""
     eager = eager_function(module)
-    if not _listeners:
+    listeners = _listeners()
+    if not listeners:
         return eager(module, query, key, value, attention_mask, **kwargs)
-    return _listeners[-1].attend(eager, module, query, key, value, attention_mask, **kwargs)
+    return listeners[-1].attend(eager, module, query, key, value, attention_mask, **kwargs)
 
 
 def weighted_values(weights: Tensor, value: Tensor) -> Tensor:

@@ -24,8 +24,11 @@ import torch
 from torch import Tensor, nn
 
 from pytest_attnfaith.adapters import hf_fast
-from pytest_attnfaith.adapters.base import QueryRows, _Armed
 from pytest_attnfaith.adapters.hf_decoder import copy_index, first_rows
+from pytest_attnfaith.adapters.hf_hidden import CachedHiddenPasses
+from pytest_attnfaith.adapters.hf_model import agreement
+from pytest_attnfaith.adapters.passes import QueryRows, _Armed
+from pytest_attnfaith.adapters.rowcache import per_instance
 from pytest_attnfaith.errors import AttentionUnavailableError
 
 
@@ -145,3 +148,65 @@ class QueryCopies:
             positions[inverse, length + copy] = query
             extended["position_ids"] = positions
         return extended
+
+
+class QueryCopyPasses(CachedHiddenPasses):
+    """The adapter's passes that share the edited layer between each instance's rows (on cached hidden states)."""
+
+    _copies: QueryCopies | None
+
+    def _reset_session(self) -> None:
+        super()._reset_session()
+        self._copies = None
+
+    def _shared_layer(self, kwargs: dict[str, Any], layer: int, slots: Tensor) -> Any:
+        if not self._copies_apply(kwargs, layer, slots):
+            return None
+        self._count_fast(layer)
+        return self._with_copies(kwargs, layer, slots)
+
+    def _shared_passes(self) -> int:
+        return self._copies.passes if self._copies is not None else 0
+
+    def _copies_apply(self, kwargs: dict[str, Any], layer: int, slots: Tensor) -> bool:
+        """Whether this pass may share the edited layer between each instance's rows (``hf_query``): one query row per
+        row edited, a bidirectional layer, the copies within the model's positions, not found wrong before."""
+        armed, copies = self.tap.armed, self._copies
+        if copies is None or armed is None or armed.edit is None or armed.capture or armed.at.pooled:
+            return False
+        if armed.at.keys is not None or self.layers[layer].causal or copies.verified.get(layer) is False:
+            return False
+        if not copies.fits(kwargs["input_ids"].shape[1], slots):
+            return False
+        return layer in copies.verified or self._verify_copies(kwargs, layer, slots)
+
+    def _with_copies(self, kwargs: dict[str, Any], layer: int, slots: Tensor) -> Any:
+        assert self._copies is not None and self._cache is not None and self.tap.armed is not None
+        self._calls = layer
+        self._copies.passes += 1
+        groups = torch.unique(slots)
+        return self._copies.run(kwargs, self.tap.armed, layer, slots, self._cache.stored["hidden"][groups], self.tap)
+
+    def _verify_copies(self, kwargs: dict[str, Any], layer: int, slots: Tensor) -> bool:
+        """Once per layer and session: this pass's first row by the copies (on the cached hidden states) and in full;
+        agreement also vouches for the cached hidden states entering the layer."""
+        copies, armed, cache = self._copies, self.tap.armed, self._cache
+        assert copies is not None and armed is not None and cache is not None
+        subset = {**kwargs, **{name: value[:1] for name, value in per_instance(kwargs).items()}}
+        alone = armed.select(torch.arange(1, device=slots.device))
+        try:
+            with torch.no_grad():
+                self.tap.arm(alone)
+                self._calls = 0
+                reference = self._logits(self.module(**subset), None)
+                self.tap.arm(alone)
+                self._calls = layer
+                shared = self._logits(
+                    copies.run(subset, alone, layer, slots[:1], cache.stored["hidden"][slots[:1]], self.tap), None
+                )
+        finally:
+            self.tap.arm(armed)
+        copies.difference[layer], copies.verified[layer] = agreement(shared, reference)
+        if copies.verified[layer]:
+            self._verified.setdefault(layer, True)
+        return copies.verified[layer]

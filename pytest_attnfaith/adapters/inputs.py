@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from pytest_attnfaith.errors import AttnFaithError
 
@@ -125,6 +125,12 @@ def prepare_batch(inputs: Any) -> Batch:
     if "input_ids" not in inputs:
         raise AttnFaithError(f"inputs has no 'input_ids' (keys: {sorted(inputs)}); expected integer token ids of shape (B, T)")
     ids = inputs["input_ids"]
+    meta = [key for key, value in inputs.items() if isinstance(value, Tensor) and value.is_meta]
+    if meta:
+        raise AttnFaithError(
+            f"inputs {meta} are on the meta device: they have shapes but no values; expected tensors on a real device "
+            "(e.g. tokenizer(texts, return_tensors='pt'))"
+        )
     if not isinstance(ids, Tensor):
         raise AttnFaithError(f"inputs['input_ids'] is a {type(ids).__name__}; expected an integer tensor of shape (B, T)")
     if ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool:
@@ -163,3 +169,46 @@ def prepare_batch(inputs: Any) -> Batch:
         per_token=per_token,
         per_instance=per_instance,
     )
+
+
+def check_token_ids(ids: Tensor, vocabulary: int | None) -> None:
+    """Every id in [0, ``vocabulary``) (None: at least non-negative), else the package's error naming the first id
+    outside, where it is, and the range (raised before any pass, instead of an index error inside the model)."""
+    outside = ids < 0 if vocabulary is None else (ids < 0) | (ids >= vocabulary)
+    if not bool(outside.any()):
+        return
+    instance, position = (int(i) for i in outside.nonzero()[0])
+    value = int(ids[instance, position])
+    allowed = f"[0, {vocabulary})" if vocabulary is not None else "ids >= 0"
+    raise AttnFaithError(
+        f"inputs['input_ids'] holds {value} at instance {instance}, position {position} ({int(outside.sum())} ids "
+        f"outside the model's vocabulary {allowed}); expected ids from this model's tokenizer (a padding label such as "
+        "-100, or another model's tokenizer, gives such ids)"
+    )
+
+
+def check_weights(module: nn.Module) -> None:
+    """The model's weights hold values: none on the meta device (a model built without loading them)."""
+    meta = next((name for name, value in module.state_dict().items() if value.is_meta), None)
+    if meta is not None:
+        raise AttnFaithError(
+            f"the model's weights are on the meta device ({meta!r} has a shape but no values); expected a model with "
+            "loaded weights (load a state dict after model.to_empty(device='cpu'), or load it with from_pretrained)"
+        )
+
+
+def query_position(query: int, length: int) -> int:
+    """The position of option ``query`` in inputs of ``length`` positions: 0..T-1, or -1..-T from the end."""
+    if not -length <= query < length:
+        raise AttnFaithError(
+            f"option query={query} is outside the inputs' {length} positions; expected 0..{length - 1}, or "
+            f"-1..-{length} counting from the end, or 'first', 'last', 'auto' or 'all'"
+        )
+    return query % length
+
+
+def last_positions(mask: Tensor) -> Tensor:
+    """Per row, the last position with ``mask == 1`` (0 for a row without any): the last real token a causal model
+    reads, whose next-token distribution is the output, and ``query="last"``. The one place this is computed."""
+    positions = torch.arange(mask.shape[1], device=mask.device).expand_as(mask)
+    return torch.where(mask.bool(), positions, -1).max(dim=1).values.clamp(min=0)

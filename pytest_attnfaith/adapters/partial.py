@@ -30,10 +30,11 @@ import torch.fx as fx
 from torch import Tensor, nn
 from torch.nn.utils import rnn
 
-from pytest_attnfaith.adapters.base import AttentionTap
+from pytest_attnfaith.adapters.patches import patch
+from pytest_attnfaith.adapters.reading import Reading
 from pytest_attnfaith.adapters.rowcache import RowCache, per_instance
+from pytest_attnfaith.adapters.tap import AttentionTap
 from pytest_attnfaith.metrics import logits_of
-from pytest_attnfaith.options import Options
 
 LEAF_FUNCTIONS = ("pack_padded_sequence", "pad_packed_sequence", "pack_sequence", "pad_sequence")
 RTOL, ATOL = 1e-5, 1e-6
@@ -41,7 +42,7 @@ RTOL, ATOL = 1e-5, 1e-6
 
 class _Tracer(fx.Tracer):
     def __init__(self, leaf: nn.Module) -> None:
-        super().__init__(autowrap_functions=tuple(getattr(rnn, name) for name in LEAF_FUNCTIONS))
+        super().__init__(autowrap_functions=tuple(patch(rnn, name).unpatched() for name in LEAF_FUNCTIONS))
         self.leaf = leaf
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
@@ -50,24 +51,22 @@ class _Tracer(fx.Tracer):
 
 @contextlib.contextmanager
 def _rnn_leaves(tracer: fx.Tracer) -> Iterator[None]:
-    """``nn.utils.rnn.pack_padded_sequence`` etc. become single graph calls while tracing."""
-    saved = {name: getattr(rnn, name) for name in LEAF_FUNCTIONS}
+    """``nn.utils.rnn.pack_padded_sequence`` etc. become single graph calls while this thread traces (process-wide
+    patches, counted and routed per thread: ``patches``)."""
+    originals: dict[str, Callable[..., Any]] = {}
 
-    def leaf(fn: Callable[..., Any]) -> Callable[..., Any]:
+    def leaf(name: str) -> Callable[..., Any]:
         def call(*args: Any, **kwargs: Any) -> Any:
             if any(isinstance(arg, fx.Proxy) for arg in (*args, *kwargs.values())):
-                return tracer.create_proxy("call_function", fn, args, kwargs)
-            return fn(*args, **kwargs)
+                return tracer.create_proxy("call_function", originals[name], args, kwargs)
+            return originals[name](*args, **kwargs)
 
         return call
 
-    try:
-        for name, fn in saved.items():
-            setattr(rnn, name, leaf(fn))
+    with contextlib.ExitStack() as stack:
+        for name in LEAF_FUNCTIONS:
+            originals[name] = stack.enter_context(patch(rnn, name).routed(leaf(name)))
         yield
-    finally:
-        for name, fn in saved.items():
-            setattr(rnn, name, fn)
 
 
 def trace(module: nn.Module, attention: nn.Module, names: list[str]) -> tuple[fx.Graph, dict[str, Any]]:
@@ -204,7 +203,7 @@ class PartialForward:
         self.note = "not used yet: full forward passes"
         self.reset()
 
-    def reset(self, capacity: int = Options.batch_size) -> None:
+    def reset(self, capacity: int = Reading.batch_size) -> None:
         """Forget the plan and the cache (a new session: the weights or the device may have changed).
 
         The cache holds at most ``capacity`` instances (the audit's ``batch_size``): when full it starts

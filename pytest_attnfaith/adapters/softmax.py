@@ -5,7 +5,9 @@ Hugging Face's ``AttentionInterface``).
 While the target module runs, ``F.softmax``, ``torch.softmax``, ``Tensor.softmax`` and
 ``F.scaled_dot_product_attention`` (rewritten as an explicit softmax so its weights can be
 seen) go through the tap; fused fast paths are disabled by a pass-through torch-function mode.
-Everything is undone when the forward pass ends, also on error.
+Everything is undone when the forward pass ends, also on error. The functions are patched process-wide once
+(``patches``: counted under a lock, routed per thread), so that audits in other threads neither see this tap nor
+leave a patch behind.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ import torch.nn.functional as F  # noqa: N812
 from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
-from pytest_attnfaith.adapters.base import AttentionTap
+from pytest_attnfaith.adapters.patches import patch
+from pytest_attnfaith.adapters.tap import AttentionTap
 
 
 class _PassThrough(TorchFunctionMode):
@@ -73,16 +76,16 @@ class SoftmaxInterceptor:
 
     @contextlib.contextmanager
     def active(self) -> Iterator[None]:
-        """Patch the softmax functions for one forward pass of the whole model."""
-        originals = (F.softmax, torch.softmax, torch.Tensor.softmax, F.scaled_dot_product_attention)
-        original_softmax = originals[0]
+        """Route this thread's softmax functions through the tap for one forward pass of the whole model (process-wide
+        patches, counted: installed while any session needs them, restored by the last; ``patches``)."""
+        originals: dict[str, Callable[..., Any]] = {}
 
         def softmax(input: Tensor, dim: int | None = None, *args: Any, **kwargs: Any) -> Tensor:
             if self._computing:  # re-entered through torch-function dispatch
-                return original_softmax(input, dim, *args, **kwargs)
+                return originals["softmax"](input, dim, *args, **kwargs)
             self._computing = True
             try:
-                out = original_softmax(input, dim, *args, **kwargs)
+                out = originals["softmax"](input, dim, *args, **kwargs)
             finally:
                 self._computing = False
             if self.depth == 0 or out.dim() < 2 or dim not in (-1, out.dim() - 1):
@@ -91,7 +94,7 @@ class SoftmaxInterceptor:
 
         def tensor_softmax(input: Tensor, dim: int, dtype: Any = None) -> Tensor:
             if self._computing:  # F.softmax's own body calls Tensor.softmax: end the recursion there
-                return originals[2](input, dim, dtype=dtype)
+                return originals["tensor_softmax"](input, dim, dtype=dtype)
             return softmax(input, dim, dtype=dtype)
 
         def sdpa(
@@ -105,7 +108,7 @@ class SoftmaxInterceptor:
             enable_gqa: bool = False,
         ) -> Tensor:
             if self.depth == 0:
-                return originals[3](
+                return originals["sdpa"](
                     query,
                     key,
                     value,
@@ -117,16 +120,20 @@ class SoftmaxInterceptor:
                 )
             return _explicit_attention(softmax, query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa)
 
-        F.softmax = softmax  # type: ignore[assignment]
-        torch.softmax = softmax  # type: ignore[assignment]
-        torch.Tensor.softmax = tensor_softmax  # type: ignore[assignment,method-assign]
-        F.scaled_dot_product_attention = sdpa  # type: ignore[assignment]
-        try:
-            yield
-        finally:
-            F.softmax, torch.softmax, torch.Tensor.softmax, F.scaled_dot_product_attention = originals  # type: ignore[assignment,method-assign]
-            while self.depth:
-                self._leave()
+        routes: dict[str, tuple[Any, str, Callable[..., Any]]] = {
+            "softmax": (F, "softmax", softmax),
+            "torch_softmax": (torch, "softmax", softmax),
+            "tensor_softmax": (torch.Tensor, "softmax", tensor_softmax),
+            "sdpa": (F, "scaled_dot_product_attention", sdpa),
+        }
+        with contextlib.ExitStack() as stack:
+            for key, (owner, name, handler) in routes.items():
+                originals[key] = stack.enter_context(patch(owner, name).routed(handler))
+            try:
+                yield
+            finally:
+                while self.depth:
+                    self._leave()
 
 
 def _explicit_attention(

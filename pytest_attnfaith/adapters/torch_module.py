@@ -20,10 +20,9 @@ from pytest_attnfaith.adapters.base import AttentionModel
 from pytest_attnfaith.adapters.inputs import Batch
 from pytest_attnfaith.adapters.partial import PartialForward
 from pytest_attnfaith.adapters.softmax import SoftmaxInterceptor
-from pytest_attnfaith.adapters.vocabulary import Vocabulary
+from pytest_attnfaith.adapters.token_names import TokenNames
 from pytest_attnfaith.errors import AttnFaithError
 from pytest_attnfaith.metrics import distribution_tolerance
-from pytest_attnfaith.options import Options
 
 INTERCEPT_MODES = ("auto", "output", "softmax")
 
@@ -66,7 +65,7 @@ class WrappedModel(AttentionModel):
             raise AttnFaithError(f"wrap() got a {type(net).__name__}; expected a torch.nn.Module")
         if intercept not in INTERCEPT_MODES:
             raise AttnFaithError(f"intercept={intercept!r} is not valid: expected one of {INTERCEPT_MODES}")
-        self.vocabulary = Vocabulary(vocabulary) if vocabulary is not None else None
+        self.vocabulary = TokenNames(vocabulary) if vocabulary is not None else None
         self.attention_path = attention
         self.embeddings_path = embeddings
         self.attention_module = submodule(net, attention, "attention")
@@ -91,7 +90,7 @@ class WrappedModel(AttentionModel):
         ]
 
     @contextlib.contextmanager
-    def session(self, options: Options) -> Iterator[AttentionModel]:
+    def session(self, options: Any) -> Iterator[AttentionModel]:
         """``AttentionModel.session``, after checking that ``layer`` names the one attention this model has."""
         if options.layer not in (0, -1):
             raise AttnFaithError(

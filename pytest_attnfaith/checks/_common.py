@@ -9,7 +9,6 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from pytest_attnfaith.adapters.context import Context
 from pytest_attnfaith.metrics import (
     Estimate,
     decide,
@@ -20,6 +19,7 @@ from pytest_attnfaith.metrics import (
     nan_summary,
 )
 from pytest_attnfaith.results import CheckResult, RaggedRows
+from pytest_attnfaith.session import Context
 
 __all__ = ["Context", "fraction_result", "mean_result", "real_rows", "replace_rows", "subject", "tau_result"]
 

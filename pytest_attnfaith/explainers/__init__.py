@@ -13,7 +13,6 @@ from typing import Any
 
 from torch import Tensor
 
-from pytest_attnfaith.adapters.context import Context
 from pytest_attnfaith.errors import AttnFaithError
 from pytest_attnfaith.explainers import (
     attention,
@@ -26,6 +25,7 @@ from pytest_attnfaith.explainers import (
     shapley,
 )
 from pytest_attnfaith.options import EXPLAINER_NAMES
+from pytest_attnfaith.session import Context
 
 Attribute = Callable[[Context], Tensor]
 

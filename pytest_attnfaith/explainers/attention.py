@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from pytest_attnfaith.adapters.context import Context
+from pytest_attnfaith.session import Context
 
 
 def attribute(context: Context) -> Tensor:

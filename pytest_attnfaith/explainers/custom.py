@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from pytest_attnfaith.adapters.context import Context
 from pytest_attnfaith.errors import AttnFaithError
+from pytest_attnfaith.session import Context
 
 
 def from_callable(fn: Callable[[Any], Any], inputs: Mapping[str, Any], name: str) -> Callable[[Context], Tensor]:

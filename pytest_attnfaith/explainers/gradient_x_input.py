@@ -12,8 +12,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from pytest_attnfaith.adapters.base import collect_chunks
-from pytest_attnfaith.adapters.context import Context
+from pytest_attnfaith.adapters.chunks import collect_chunks
+from pytest_attnfaith.session import Context
 
 
 def attribute(context: Context) -> Tensor:

@@ -32,11 +32,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from pytest_attnfaith.adapters.base import Forward, collect_chunks
-from pytest_attnfaith.adapters.context import Context
+from pytest_attnfaith.adapters.chunks import collect_chunks
 from pytest_attnfaith.adapters.inputs import Batch
+from pytest_attnfaith.adapters.passes import Forward
 from pytest_attnfaith.errors import ConvergenceWarning
 from pytest_attnfaith.explainers import notes
+from pytest_attnfaith.session import Context
 
 Objective = Callable[[Forward, Tensor], Tensor]
 """f: (a forward pass over n rows, the class each row explains (n,)) → the scalar attributed per row (n,), float64."""

@@ -10,8 +10,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from pytest_attnfaith.adapters.context import Context
 from pytest_attnfaith.metrics import tvd
+from pytest_attnfaith.session import Context
 
 
 def attribute(context: Context) -> Tensor:

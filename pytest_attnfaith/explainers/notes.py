@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pytest_attnfaith.adapters.context import Context
+from pytest_attnfaith.session import Context
 
 REPORT_KEY = "explainer_report"
 

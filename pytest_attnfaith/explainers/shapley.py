@@ -22,9 +22,9 @@ from functools import cache
 import torch
 from torch import Tensor
 
-from pytest_attnfaith.adapters.context import Context
 from pytest_attnfaith.errors import AttnFaithError
 from pytest_attnfaith.explainers import notes
+from pytest_attnfaith.session import Context
 
 ROWS_PER_CHUNK = 4
 """Instances per chunk: about ``ROWS_PER_CHUNK × batch_size`` permutations, so that each group of rows of one

@@ -45,7 +45,7 @@ class AttnFaith:
 
     def audit_explanation(self, model: Any, inputs: Any, explainer: Any, **options: Any) -> Report:
         """``af.audit_explanation`` with the merged options; returns the ``Report`` (recorded for the reports)."""
-        from pytest_attnfaith.explanations import audit_explanation
+        from pytest_attnfaith.explanation_audit import audit_explanation
 
         return audit_explanation(model, inputs, explainer, **self.merged_for_explanations(**options))
 
@@ -58,7 +58,7 @@ class AttnFaith:
 
     def compare_explanations(self, model: Any, inputs: Any, explainers: Any, **options: Any) -> Comparison:
         """``af.compare_explanations`` with the merged options; every explanation's ``Report`` is recorded."""
-        from pytest_attnfaith.explanations import compare_explanations
+        from pytest_attnfaith.explanation_audit import compare_explanations
 
         return compare_explanations(model, inputs, explainers, **self.merged_for_explanations(**options))
 

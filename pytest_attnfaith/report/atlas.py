@@ -7,12 +7,11 @@ FDR-controlled verdicts of its checks of that question.
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from html import escape
 from typing import Any
 
-from pytest_attnfaith.formatting import compact
+from pytest_attnfaith.formatting import compact, fixed
 from pytest_attnfaith.options import QUESTIONS
 from pytest_attnfaith.results import question_answer
 
@@ -122,7 +121,7 @@ def _cell(answer: str, row: dict[str, Any] | None) -> str:
     value = row["effect"]["value"]
     title = (
         f"{row['check']}: {row['effect']['name']} {_effect(row)}; "
-        f"{row['statistic_name']} {_number(row['statistic'])}, q {compact(row.get('q_value'))}: {row['verdict']}; "
+        f"{row['statistic_name']} {fixed(row['statistic'])}, q {compact(row.get('q_value'))}: {row['verdict']}; "
         f"rank {row.get('rank')}"
     )
     return f'<td class="{ANSWER_CLASS[answer]}" title="{escape(title)}">{compact(value)}</td>'
@@ -136,9 +135,3 @@ def _effect(row: dict[str, Any]) -> str:
     """A row's effect with its interval, two significant digits each (a TVD of 1e-4 reads ``1.0e-4``, not ``0.000``)."""
     low, high = row["effect"]["interval"]
     return f"{compact(row['effect']['value'])} [{compact(low)}, {compact(high)}]"
-
-
-def _number(value: float | None, digits: int = 3) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "nan"
-    return f"{value:.{digits}f}"

@@ -13,6 +13,7 @@ import importlib
 from html import escape
 from typing import Any
 
+from pytest_attnfaith.formatting import fixed
 from pytest_attnfaith.report.outcomes import outcome_text
 from pytest_attnfaith.report.schema import Tests
 from pytest_attnfaith.results import format_interval, rank_explanations
@@ -61,7 +62,7 @@ def leaderboard(reports: dict[str, dict[str, Any]]) -> tuple[list[str], list[lis
             if result is None:
                 cells.append(("—", ""))
                 continue
-            text = f"{_number(result['statistic'])} {format_interval(result['interval'])} {STATE[result['verdict']]}"
+            text = f"{fixed(result['statistic'])} {format_interval(result['interval'])} {STATE[result['verdict']]}"
             cells.append((text, result["verdict"]))
         rows.append(cells)
     return header, rows
@@ -207,10 +208,6 @@ def _matplotlib() -> bool:
     except ImportError:
         return False
     return True
-
-
-def _number(value: float | None) -> str:
-    return "nan" if value is None else f"{value:.3f}"
 
 
 def _join(cells: list[str], sizes: list[int]) -> str:

@@ -25,14 +25,14 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from pytest_attnfaith.formatting import compact, plural, printable
+from pytest_attnfaith.formatting import compact, fixed, plural, printable
 from pytest_attnfaith.options import CHECK_NAMES, QUESTIONS
 from pytest_attnfaith.report import explanations
 from pytest_attnfaith.report.atlas import atlas_html
 from pytest_attnfaith.report.baseline import regressions_of
 from pytest_attnfaith.report.outcomes import OUTCOME_TEXT, OUTCOMES, failure_note, unaudited_failures, verdict_state
 from pytest_attnfaith.report.terminal import audits, importances_of, verdict
-from pytest_attnfaith.results import format_interval
+from pytest_attnfaith.results import HTML_RENDERERS, format_interval
 from pytest_attnfaith.worst import defined, flag_count, instance_rows, shown_note, shown_positions, worst_by_instance
 
 VERDICT_CLASS = {"passed": "pass", "failed": "fail", "inconclusive": "inconclusive"}
@@ -228,11 +228,11 @@ def _check_cell(check: dict[str, Any] | None, state: str) -> str:
         return '<td class="na">—</td>'
     relation = "≥" if check["higher_is_better"] else "≤"
     title = (
-        f"{check['statistic_name']} {_number(check['statistic'])} {format_interval(check['interval'])}, "
-        f"required {relation} {_number(check['threshold'])}: {check['verdict']}"
+        f"{check['statistic_name']} {fixed(check['statistic'])} {format_interval(check['interval'])}, "
+        f"required {relation} {fixed(check['threshold'])}: {check['verdict']}"
     )
     style = _muted(VERDICT_CLASS[check["verdict"]], state)
-    return f'<td class="num {style}" title="{escape(title)}">{_number(check["statistic"])}</td>'
+    return f'<td class="num {style}" title="{escape(title)}">{fixed(check["statistic"])}</td>'
 
 
 def _muted(style: str, state: str) -> str:
@@ -300,8 +300,8 @@ def _check_table(report: dict[str, Any], state: str) -> str:
         why = check["meaning"] if failed else check.get("reason", "")
         rows.append(
             f"<tr><td>{escape(check['name'])}</td><td>{escape(check['statistic_name'])}</td>"
-            f'<td class="num">{_number(check["statistic"])}</td><td>{escape(interval)}</td>'
-            f'<td class="num">{relation} {_number(check["threshold"])}</td>'
+            f'<td class="num">{fixed(check["statistic"])}</td><td>{escape(interval)}</td>'
+            f'<td class="num">{relation} {fixed(check["threshold"])}</td>'
             f'<td class="{_muted(VERDICT_CLASS[check["verdict"]], state)}">{text}</td><td>{escape(count)}</td>'
             f'<td class="{"meaning" if failed and state != "expected" else ""}">{escape(why)}</td></tr>'
         )
@@ -386,5 +386,4 @@ def _heat_cell(name: str, values: Sequence[float | None], position: int, scale: 
     return f'<td style="background: {background}; color: {colour}" title="{value:.6g}">{compact(value)}</td>'
 
 
-def _number(value: float | None) -> str:
-    return "nan" if value is None else f"{value:.3f}"
+HTML_RENDERERS["audit"] = audit_html

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pytest_attnfaith.formatting import plural
+from pytest_attnfaith.formatting import fixed, plural
 from pytest_attnfaith.report import explanations
 from pytest_attnfaith.report.atlas import atlas_lines
 from pytest_attnfaith.report.baseline import regressions_of
@@ -189,16 +189,12 @@ def _row(check: dict[str, Any]) -> tuple[str, ...]:
     return (
         check["name"],
         check["statistic_name"],
-        _number(check["statistic"]),
+        fixed(check["statistic"]),
         format_interval(check["interval"]),
-        f"{relation} {_number(check['threshold'])}",
+        f"{relation} {fixed(check['threshold'])}",
         state,
         flag_count(check["instances"], check["flagged"], check.get("undefined", 0)),
     )
-
-
-def _number(value: float | None) -> str:
-    return "nan" if value is None else f"{value:.3f}"
 
 
 def _join(cells: tuple[str, ...], sizes: list[int]) -> str:

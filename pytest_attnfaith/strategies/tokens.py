@@ -22,7 +22,7 @@ from torch import Tensor
 
 from pytest_attnfaith.adapters import prepare_batch
 from pytest_attnfaith.errors import AttnFaithError
-from pytest_attnfaith.strategies.vocabulary import Vocabulary, build_vocabulary
+from pytest_attnfaith.strategies.token_pool import TokenPool, build_token_pool
 
 EDITS: tuple[str, ...] = ("substitute", "delete", "insert", "mask", "swap")
 
@@ -39,7 +39,7 @@ class TokenEdit:
     old: int | None
     new: int | None
 
-    def describe(self, vocabulary: Vocabulary) -> str:
+    def describe(self, vocabulary: TokenPool) -> str:
         old = repr(vocabulary.name(self.old)) if self.old is not None else ""
         new = repr(vocabulary.name(self.new)) if self.new is not None else ""
         what = {
@@ -70,7 +70,7 @@ class PerturbedInputs(Mapping[str, Any]):
     """
 
     def __init__(
-        self, tensors: dict[str, Any], edits: tuple[TokenEdit, ...], rows: list[list[int]], vocabulary: Vocabulary
+        self, tensors: dict[str, Any], edits: tuple[TokenEdit, ...], rows: list[list[int]], vocabulary: TokenPool
     ) -> None:
         self._tensors = tensors
         self.edits = edits
@@ -113,7 +113,7 @@ class _Plan:
     def __init__(
         self,
         base: Mapping[str, Any],
-        vocabulary: Vocabulary,
+        vocabulary: TokenPool,
         kinds: tuple[str, ...],
         substitutions: dict[int, tuple[int, ...]] | None,
         distractors: tuple[int, ...] | None,
@@ -251,7 +251,7 @@ def _editable(row: list[_Cell]) -> list[int]:
     return [i for i, cell in enumerate(row) if not cell.special]
 
 
-def _special_mask(base: Mapping[str, Any], vocabulary: Vocabulary, ids: Tensor) -> Tensor:
+def _special_mask(base: Mapping[str, Any], vocabulary: TokenPool, ids: Tensor) -> Tensor:
     """The base's ``special_tokens_mask`` if given, else the tokenizer's special ids (none for a plain vocabulary)."""
     given = base.get("special_tokens_mask")
     if given is not None:
@@ -262,7 +262,7 @@ def _special_mask(base: Mapping[str, Any], vocabulary: Vocabulary, ids: Tensor) 
     return torch.isin(ids, special)
 
 
-def _padding_side(vocabulary: Vocabulary, mask: Tensor) -> str:
+def _padding_side(vocabulary: TokenPool, mask: Tensor) -> str:
     """The tokenizer's padding side, else left when the base is visibly left-padded, else right."""
     if vocabulary.tokenizer is not None:
         return str(getattr(vocabulary.tokenizer, "padding_side", "right"))
@@ -270,7 +270,7 @@ def _padding_side(vocabulary: Vocabulary, mask: Tensor) -> str:
     return "left" if bool(left_padded.any()) else "right"
 
 
-def _kinds(edits: Sequence[str] | None, vocabulary: Vocabulary) -> tuple[str, ...]:
+def _kinds(edits: Sequence[str] | None, vocabulary: TokenPool) -> tuple[str, ...]:
     if edits is None:
         return tuple(kind for kind in EDITS if kind != "mask" or vocabulary.mask_token_id is not None)
     kinds = (edits,) if isinstance(edits, str) else tuple(edits)
@@ -282,7 +282,7 @@ def _kinds(edits: Sequence[str] | None, vocabulary: Vocabulary) -> tuple[str, ..
     return tuple(dict.fromkeys(kinds))
 
 
-def _substitutions(substitutions: Any, vocabulary: Vocabulary) -> dict[int, tuple[int, ...]] | None:
+def _substitutions(substitutions: Any, vocabulary: TokenPool) -> dict[int, tuple[int, ...]] | None:
     if substitutions is None:
         return None
     if not isinstance(substitutions, Mapping):
@@ -294,7 +294,7 @@ def _substitutions(substitutions: Any, vocabulary: Vocabulary) -> dict[int, tupl
     return {key: values for key, values in table.items() if values} or None
 
 
-def _validate_base(base: Any, vocabulary: Vocabulary) -> None:
+def _validate_base(base: Any, vocabulary: TokenPool) -> None:
     batch = prepare_batch(base)
     ids = batch.input_ids
     if vocabulary.size is not None and bool(((ids < 0) | (ids >= vocabulary.size)).any()):
@@ -323,7 +323,7 @@ def perturbed(
     """
     if isinstance(max_edits, bool) or not isinstance(max_edits, int) or max_edits < 0:
         raise AttnFaithError(f"max_edits={max_edits!r} is not valid: expected an integer >= 0")
-    vocab = build_vocabulary(tokenizer, vocabulary, mask_token_id, pad_token_id)
+    vocab = build_token_pool(tokenizer, vocabulary, mask_token_id, pad_token_id)
     _validate_base(base_inputs, vocab)
     table = _substitutions(substitutions, vocab)
     pool = vocab.lookup_all(distractors, "distractors") if distractors is not None else None

@@ -12,11 +12,11 @@ import pytest
 import torch
 
 import pytest_attnfaith as af
-from pytest_attnfaith.audit import opened
 from pytest_attnfaith.explainers import integrated_gradients, notes, shapley
 from pytest_attnfaith.metrics import output_distribution
 from pytest_attnfaith.options import parse_option_text, resolve_options
 from pytest_attnfaith.report.explanations import html_section
+from pytest_attnfaith.session import opened
 from pytest_attnfaith.zoo import sentiment_task
 from tests.core.conftest import wrapped
 

@@ -9,7 +9,7 @@ import scipy.stats
 import torch
 
 import pytest_attnfaith as af
-from pytest_attnfaith import atlas
+from pytest_attnfaith import head_atlas
 from pytest_attnfaith.explainers import gradient_x_input, leave_one_out
 from pytest_attnfaith.results import CheckResult
 from tests.huggingface.conftest import token_batch
@@ -119,8 +119,8 @@ def test_a_single_head_verdict_is_the_interval_verdict_for_a_fraction():
             "",
             details={"eligible": 24},
         )
-        row = {"p_pass": atlas._p_value(result, True), "p_fail": atlas._p_value(result, False)}
-        atlas._control_false_discoveries([row], 0.95)
+        row = {"p_pass": head_atlas._p_value(result, True), "p_fail": head_atlas._p_value(result, False)}
+        head_atlas._control_false_discoveries([row], 0.95)
         assert row["verdict"] == verdict, flagged
 
 

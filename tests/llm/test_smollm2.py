@@ -8,9 +8,9 @@ import torch
 
 import pytest_attnfaith as af
 from benchmarks.smollm2 import TARGETS
-from pytest_attnfaith.audit import opened
 from pytest_attnfaith.explainers import integrated_gradients, notes
 from pytest_attnfaith.options import resolve_options
+from pytest_attnfaith.session import opened
 from tests.huggingface.eager_reference import eager_attentions, edited_logits, last_real, tvd, uniform_over
 from tests.llm.conftest import MARKS
 

@@ -18,7 +18,7 @@ from pytest_attnfaith.errors import AttnFaithError
 EXPECTED = "a sequence of strings indexed by token id, a mapping id -> str, or a tokenizer with convert_ids_to_tokens"
 
 
-class Vocabulary:
+class TokenNames:
     """Token text by id, from a validated sequence, mapping or tokenizer."""
 
     def __init__(self, vocabulary: Any) -> None:

@@ -43,12 +43,13 @@ import scipy.stats
 import torch
 from torch import Tensor
 
-from pytest_attnfaith.adapters.base import Forward
-from pytest_attnfaith.adapters.context import Context
+from pytest_attnfaith.adapters.passes import Forward
+from pytest_attnfaith.adapters.reading import Reading
 from pytest_attnfaith.checks import CHECKS
 from pytest_attnfaith.metrics import mean_intervals
 from pytest_attnfaith.options import QUESTIONS
 from pytest_attnfaith.results import CheckResult
+from pytest_attnfaith.session import Context
 
 QUESTION_OF = {check: question for question, checks in QUESTIONS.items() for check in checks}
 HEAD_INDEPENDENT = ("leave_one_out", "gradient_x_input")
@@ -71,13 +72,14 @@ def per_head_rows(context: Context, results: dict[str, CheckResult]) -> list[dic
 
     ``results``: the audit's own results (reused for the layer row of the layer it read, with the mean over heads)."""
     adapter, options = context.model, context.options
+    reading = adapter.options
     read = adapter.read_layer()
     rows: list[dict[str, Any]] = []
     try:
         for layer in adapter.layer_indices():
             rows.extend(_rows_of_layer(context, results if layer == read and options.head == "mean" else None, layer))
     finally:
-        adapter.options = options
+        adapter.options = reading
     for check in options.checks:
         for family in (
             [row for row in rows if row["check"] == check and row["head"] == "all"],
@@ -92,7 +94,7 @@ def _rows_of_layer(context: Context, results: dict[str, CheckResult] | None, lay
     """The layer row and the head rows of one layer (``results``: the audit's own, when it read this layer's mean)."""
     adapter, options, batch = context.model, context.options, context.batch
     at_layer = replace(options, layer=layer, head="mean", replace="layer", per_head=False)
-    adapter.options = at_layer
+    adapter.options = Reading.of(at_layer)
     rows_read = (context.reference.layer_rows or {}).get(layer)
     if rows_read is not None and options.aggregation == "attention":
         reference = replace(context.reference, rows=rows_read, attention=adapter.read(rows_read), layer_rows=None)
@@ -106,7 +108,7 @@ def _rows_of_layer(context: Context, results: dict[str, CheckResult] | None, lay
 
     heads = int(rows_read.shape[1])
     per_head = replace(at_layer, replace="head")
-    adapter.options = per_head
+    adapter.options = Reading.of(per_head)
     expanded = _expanded(whole, per_head, heads, rows_read)
     for name in options.checks:
         CHECKS[name](expanded)

@@ -14,7 +14,7 @@ from pytest_attnfaith.errors import AttnFaithError
 
 
 @dataclass(frozen=True)
-class Vocabulary:
+class TokenPool:
     """Token ids to draw from (``pool``), ids never drawn or edited (``special``) and display names."""
 
     pool: tuple[int, ...]
@@ -80,7 +80,7 @@ class Vocabulary:
         return " ".join(self.name(i) for i in ids)
 
 
-def build_vocabulary(tokenizer: Any, vocabulary: Any, mask_token_id: int | None, pad_token_id: int | None) -> Vocabulary:
+def build_token_pool(tokenizer: Any, vocabulary: Any, mask_token_id: int | None, pad_token_id: int | None) -> TokenPool:
     """Combine a tokenizer and/or a plain vocabulary; at least one of them is required."""
     if tokenizer is None and vocabulary is None:
         raise AttnFaithError(
@@ -104,7 +104,7 @@ def build_vocabulary(tokenizer: Any, vocabulary: Any, mask_token_id: int | None,
     pool = tuple(i for i in candidates if i not in special)
     if not pool:
         raise AttnFaithError("the vocabulary has no ordinary token to draw from (only special or padding ids)")
-    return Vocabulary(
+    return TokenPool(
         pool=pool,
         special=frozenset(special),
         names={i: token for token, i in ids.items()},

@@ -1,9 +1,15 @@
-"""The state one audit shares between explainers and checks: the adapter in session, the batch on its
-device, the options, and the reference forward pass (original attention, original output)."""
+"""The session of one audit: the only owner of its state, shared by the explainers and the checks.
+
+``opened(model, inputs, options)`` opens it: the adapter in session (the model restored on exit), the batch on its
+device, the attention sink excluded or kept (decided once, here), and the reference forward pass (original
+attention, original output; its attention checked to be a distribution). ``Context`` carries the audit's options,
+that sink decision, the reference pass and the memo of what is computed once per inputs. The adapters below it
+receive only what a pass reads and replaces (their ``Reading``), never the options."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -11,8 +17,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from pytest_attnfaith.adapters.base import AttentionModel, Edit, Forward
+from pytest_attnfaith.adapters import as_attention_model, prepare_batch
+from pytest_attnfaith.adapters.base import AttentionModel
 from pytest_attnfaith.adapters.inputs import Batch
+from pytest_attnfaith.adapters.outputs import check_distribution
+from pytest_attnfaith.adapters.passes import Edit, Forward
+from pytest_attnfaith.adapters.sink import exclude_sink, excluded
 from pytest_attnfaith.errors import AttnFaithError
 from pytest_attnfaith.metrics import restrict
 from pytest_attnfaith.options import Options
@@ -30,7 +40,8 @@ alike. (The adversarial search backpropagates only through what the attention fe
 class Context:
     """One audit's shared state. ``explanation`` is the (B, T) scoring under test (None: the attention read);
     ``memo`` holds what is computed once and reused by every explanation tested on the same inputs
-    (``dataclasses.replace(context, explanation=...)`` keeps the same dict)."""
+    (``dataclasses.replace(context, explanation=...)`` keeps the same dict); ``sink_excluded``: whether the session
+    excluded the first attended token (``sink`` option) from the batch."""
 
     model: AttentionModel
     batch: Batch
@@ -38,6 +49,7 @@ class Context:
     reference: Forward
     explanation: Tensor | None = None
     memo: dict[str, Any] = field(default_factory=dict)
+    sink_excluded: bool = False
 
     def remember(self, key: str, compute: Callable[[], Value]) -> Value:
         """``compute()`` once per context, under ``key``: what depends on the inputs alone, not on the scores
@@ -142,6 +154,23 @@ class Context:
                 f"set mask_token_id or use {option}='delete'"
             )
         return token
+
+
+@contextlib.contextmanager
+def opened(model: Any, inputs: Any, options: Options) -> Iterator[Context]:
+    """The audit's session on ``model`` and ``inputs``: adapter in session, batch on its device, the reference
+    pass (its attention checked to be a distribution), the sink excluded per ``sink``; the model restored on exit."""
+    adapter = as_attention_model(model)
+    batch = prepare_batch(inputs)
+    with adapter.session(options):
+        batch = batch.to(adapter.device)
+        adapter.check_inputs(batch)
+        sink = excluded(options.sink, adapter.attention_is_causal(batch))
+        if sink:
+            batch = exclude_sink(batch)
+        reference = adapter.forward_chunked(batch, record_layers=options.per_head)
+        check_distribution(reference, batch, adapter.tap.where)
+        yield Context(adapter, batch, options, reference, sink_excluded=sink)
 
 
 def _chunks_of(rows: Tensor, edit: Callable[[Tensor], Batch]) -> Callable[[slice], tuple[Batch, Edit | None]]:

@@ -24,12 +24,13 @@ import numpy as np
 from torch import Tensor
 
 from pytest_attnfaith import _recording
-from pytest_attnfaith.audit import build_report, instances_of, opened, run_checks, warn_inconclusive
+from pytest_attnfaith.audit import build_report, instances_of, run_checks, warn_inconclusive
 from pytest_attnfaith.checks._common import real_rows
 from pytest_attnfaith.errors import AttnFaithError
 from pytest_attnfaith.explainers import Attribute, notes, resolve
 from pytest_attnfaith.options import CHECK_NAMES, EXPLANATION_CHECK_NAMES, EXPLANATION_CHECKS, resolve_options
 from pytest_attnfaith.results import Comparison, Report
+from pytest_attnfaith.session import opened
 
 
 def explain(model: Any, inputs: Any, explainer: Any, seed: int = 0, **options: Any) -> np.ndarray:
