@@ -8,7 +8,8 @@ One command, one process, one torch thread (writes its section of ``benchmarks/R
     ``af.audit_explanation`` — session, reference pass, ranking, every edited row, intervals, report — vs
     plain forward passes of the same edited rows (recorded from the audit, built into tensors before the
     clock starts, run ``batch_size`` per pass in the same length groups);
-(f) ``integrated_gradients`` (50 steps) through ``af.explain`` vs 50 batched gradient passes (forward with a
+(f) ``integrated_gradients`` (50 fixed steps, ``ig_tolerance=None``; the cost of convergence is
+    ``benchmarks.ig_convergence``'s) through ``af.explain`` vs 50 batched gradient passes (forward with a
     leaf at the embeddings, backward, ``batch_size // 4`` rows per pass, as the explainer runs them), and vs
     Captum's ``LayerIntegratedGradients`` on the same model, inputs, baseline and method (values compared);
 (g) ``suggest_explainers``: the cost of naming the explainers that pass in a failing ``assert_attention_faithful``.
@@ -173,7 +174,12 @@ def bench_ig(
 
     plain = {key: value for key, value in inputs.items() if key != "special_tokens_mask"}
     size = max(af.Options().batch_size // 4, 1)
-    ours, cpu, wall = timed(lambda: af.explain(model, inputs, "integrated_gradients", ig_baseline="mask", mask_token_id=mask))
+    fixed = {
+        "ig_baseline": "mask",
+        "mask_token_id": mask,
+        "ig_tolerance": None,
+    }  # 50 nodes, as Captum's (the adaptive cost: ig_convergence)
+    ours, cpu, wall = timed(lambda: af.explain(model, inputs, "integrated_gradients", **fixed))
     _, base_cpu, base_wall = timed(lambda: gradient_passes(net, embeddings, plain, 50, size))
 
     def forward(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:

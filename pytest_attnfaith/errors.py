@@ -26,6 +26,11 @@ class ModelWarning(UserWarning):
     its output, or two identical passes differ (the message says what to do)."""
 
 
+class ConvergenceWarning(UserWarning):
+    """An explainer's numbers failed their own test on some instances (integrated gradients missed completeness
+    within ``ig_tolerance`` by ``ig_max_steps``): those instances' scores are NaN, and the message names the gap."""
+
+
 class _NotFaithful(AssertionError):  # noqa: N818 - the base of the public names below
     """A failed verdict that carries its ``report`` (a ``results.Report``; typed ``Any`` so that this bottom module
     imports nothing of the package) and survives pickling, e.g. across pytest-xdist."""

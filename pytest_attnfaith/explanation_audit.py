@@ -21,12 +21,13 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+from torch import Tensor
 
 from pytest_attnfaith import _recording, probes
 from pytest_attnfaith.audit import build_report, instances_of, run_checks, warn_inconclusive
 from pytest_attnfaith.checks._common import real_rows
 from pytest_attnfaith.errors import AttnFaithError
-from pytest_attnfaith.explainers import Attribute, resolve
+from pytest_attnfaith.explainers import Attribute, notes, resolve
 from pytest_attnfaith.image_maps import image_record
 from pytest_attnfaith.options import CHECK_NAMES, EXPLANATION_CHECK_NAMES, EXPLANATION_CHECKS, resolve_options
 from pytest_attnfaith.results import Comparison, Report
@@ -84,6 +85,7 @@ def _audits(
         for name, attribute in named.items():
             try:
                 scores = attribute(context)
+                noted = _rows_of_tensors(notes.take(context), context)
                 results = run_checks(dataclasses.replace(context, explanation=scores), resolved.checks)
             except AttnFaithError as refusal:
                 refused[name] = refusal
@@ -91,7 +93,8 @@ def _audits(
             instances = {**instances_of(context), "scores": real_rows(scores, context.real)}
             if image is not None:
                 instances["image"] = image
-            reports[name] = build_report(results, resolved, described, instances, explainer=name)
+            model = {**described, "explainer": noted} if noted is not None else described
+            reports[name] = build_report(results, resolved, model, instances, explainer=name)
     for report in reports.values():
         warn_inconclusive(report)
         _recording.publish(report)
@@ -99,6 +102,13 @@ def _audits(
         unrun = build_report({}, resolved, described, {}, explainer=name)
         _recording.publish(dataclasses.replace(unrun, passed=False, error=str(reason)))
     return reports, refused
+
+
+def _rows_of_tensors(entry: dict[str, Any] | None, context: Any) -> dict[str, Any] | None:
+    """An explainer's report entry with its (B, T) tensors as the real positions' rows (as ``instances`` shows)."""
+    if entry is None:
+        return None
+    return {key: real_rows(value, context.real) if isinstance(value, Tensor) else value for key, value in entry.items()}
 
 
 def _checks(checks: Any) -> Any:

@@ -279,6 +279,31 @@ def _scalar_text(name: str, text: str) -> Any:
     return text.strip()
 
 
+def _tolerance(value: Any) -> tuple[float, float] | None:
+    """``ig_tolerance``: (absolute, relative) ≥ 0, not both 0; a single number is (it, 0); None: fixed steps."""
+    expected = "(absolute, relative): two numbers >= 0, not both 0 (or one number, or None for fixed steps)"
+    if value is None:
+        return None
+    pair = (value, 0.0) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+    try:
+        absolute, relative = (_real(0.0, math.inf)(part) for part in pair)
+    except (TypeError, ValueError, AttnFaithError):
+        raise _bad(value, expected) from None
+    if absolute == relative == 0.0:
+        raise _bad(value, expected)
+    return absolute, relative
+
+
+def _tolerance_text(name: str, text: str) -> tuple[float, ...] | None:
+    """``0.005 0.02`` (or ``0.005, 0.02``; one number: absolute only); ``none`` or empty: None (fixed steps)."""
+    if text.strip().lower() in ("", "none"):
+        return None
+    try:
+        return tuple(float(part) for part in text.replace(",", " ").split())
+    except ValueError:
+        raise AttnFaithError(f"option {name}={text!r} is not valid: expected two numbers, e.g. 0.005 0.02") from None
+
+
 def _option(default: Any, rule: Callable[[Any], Any], text: Callable[[str, str], Any] = _scalar_text) -> Any:
     """One row of the options table: the default, the rule that validates a value, how text is read."""
     return dataclasses.field(default=default, metadata={"rule": rule, "text": text})
@@ -327,7 +352,9 @@ class Options:
     random_orderings: int = _option(10, _integer(1))
     ig_steps: int = _option(50, _integer(2))
     ig_method: str = _option("gausslegendre", _choice(*IG_METHODS))
-    ig_baseline: str = _option("zeros", _choice("zeros", "mask"))
+    ig_baseline: str = _option("zeros", _choice("zeros", "mask", "mean"))
+    ig_tolerance: tuple[float, float] | None = _option((0.005, 0.02), _tolerance, _tolerance_text)
+    ig_max_steps: int = _option(2000, _integer(2))
     shapley_samples: int = _option(25, _integer(1))
     explanation_require: tuple[str, ...] = _option(
         ("comprehensive", "sufficient"),
@@ -401,6 +428,11 @@ def resolve_options(**options: Any) -> Options:
     for name, questions in (("require", QUESTIONS), ("explanation_require", EXPLANATION_QUESTIONS)):
         if name in values:
             _check_answerable(name, values[name], questions, resolved.checks)
+    if resolved.ig_max_steps < resolved.ig_steps:
+        raise AttnFaithError(
+            f"option ig_max_steps={resolved.ig_max_steps} is below ig_steps={resolved.ig_steps}; expected a cap of at "
+            "least the first round's nodes"
+        )
     return resolved
 
 

@@ -15,7 +15,8 @@ token). The same values for ``random_orderings`` orderings of the same real toke
 (seeded) give each instance a matched baseline; the check's statistic is the mean paired gain over it
 (comprehensiveness: explainer − random; sufficiency: random − explainer) with its bootstrap interval,
 which must reach the ``<check>_threshold`` margin: the verdict reads "better than chance". Instances
-with fewer than two real tokens are undefined (NaN, counted). Every distinct (instance, ordering, k)
+with fewer than two real tokens, or whose scores are NaN (an explainer that could not compute them), are
+undefined (NaN, counted), never ranked. Every distinct (instance, ordering, k)
 row runs once, batched; the random orderings' rows are shared by every explanation tested on the same
 inputs (``Context.remember``).
 """
@@ -38,6 +39,11 @@ from pytest_attnfaith.results import CheckResult
 def run(context: Context, name: str, meaning: str) -> CheckResult:
     """``name`` is ``"comprehensiveness"`` or ``"sufficiency"``."""
     explained, explained_after = curves(context, name, ranks_of(context.scores, context.real).unsqueeze(0))
+    unscored = (context.scores.isnan() & context.real).any(dim=1)  # an explainer's NaN (e.g. IG not converged)
+    explained, explained_after = (
+        explained.masked_fill(unscored, torch.nan),
+        explained_after.masked_fill(unscored[:, None], torch.nan),
+    )
     random, random_after = context.remember(f"{name}:random", lambda: curves(context, name, random_ranks(context)))
     value, baseline = explained[0], random.mean(dim=0)
     gain = value - baseline if name == "comprehensiveness" else baseline - value

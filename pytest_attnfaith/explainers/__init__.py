@@ -24,6 +24,7 @@ from pytest_attnfaith.explainers import (
     gradient_x_input,
     integrated_gradients,
     leave_one_out,
+    notes,
     rollout,
     shapley,
     value_zeroing,
@@ -74,4 +75,4 @@ def callable_name(fn: Callable[..., Any]) -> str:
     return str(getattr(fn, "__name__", type(fn).__name__))
 
 
-__all__ = ["EXPLAINERS", "Attribute", "callable_name", "resolve"]
+__all__ = ["EXPLAINERS", "Attribute", "callable_name", "notes", "resolve"]

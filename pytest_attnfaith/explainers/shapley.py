@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import itertools
 import math
+from fractions import Fraction
 from functools import cache
 
 import torch
 from torch import Tensor
 
+from pytest_attnfaith.explainers import notes
 from pytest_attnfaith.session import Context
 
 ROWS_PER_CHUNK = 4
@@ -33,22 +35,29 @@ length (deletion) fills whole passes."""
 
 
 def attribute(context: Context) -> Tensor:
-    """φ (B, T), float64, 0 off the real positions (and on rows with fewer than two real tokens)."""
+    """φ (B, T), float64, 0 off the real positions (and on rows with fewer than two real tokens); the standard
+    error of each φ_t and how much of the ranking is within noise go to ``report.model["explainer"]``."""
     if context.options.removal == "mask" and context.batch.input_ids is not None:  # without ids: the baseline
         context.removal_token("removal")  # raises, naming the option, before any row runs
     samples, batch = context.options.shapley_samples, context.batch
     scores = torch.zeros(batch.size, batch.length, dtype=torch.float64, device=context.logits.device)
+    errors = torch.zeros_like(scores)
+    within = torch.full((batch.size,), float("nan"), dtype=torch.float64, device=scores.device)
     keys = torch.rand(batch.size, samples, batch.length, generator=context.generator("shapley"))  # the same draws at any chunking
     informative = (context.real_count >= 2).nonzero().squeeze(1)
     chunk = max(1, ROWS_PER_CHUNK * context.options.batch_size // samples)
     for start in range(0, len(informative), chunk):
         instances = informative[start : start + chunk]
-        scores[instances] = _values(context, instances, keys[instances.cpu()].to(scores.device))
+        marginal, weight = _marginals(context, instances, keys[instances.cpu()].to(scores.device))
+        scores[instances], errors[instances] = _mean_and_error(marginal, weight, context.real[instances])
+        within[instances] = _within_noise(marginal, scores[instances], context, instances)
+    notes.note(context, _describe(context, errors, within))
     return scores
 
 
-def _values(context: Context, instances: Tensor, keys: Tensor) -> Tensor:
-    """φ for ``instances``: the value of every prefix of every permutation, then the mean marginal contribution."""
+def _marginals(context: Context, instances: Tensor, keys: Tensor) -> tuple[Tensor, Tensor]:
+    """Per instance, permutation and position, the marginal contribution v(prefix + t) − v(prefix) (c, P, T), and
+    each permutation's weight (c, P): the value of every prefix of every permutation, batched."""
     real = context.real[instances]
     count, length = real.sum(dim=1), real.shape[1]
     ranks, weight = _permutations(real, keys)
@@ -65,8 +74,61 @@ def _values(context: Context, instances: Tensor, keys: Tensor) -> Tensor:
     full = context.score(context.logits[instances], instances).unsqueeze(1)
     value.scatter_(2, count.view(-1, 1, 1).expand(-1, ranks.shape[1], 1), full.unsqueeze(-1).expand(-1, ranks.shape[1], 1))
     at = ranks.clamp(max=length - 1)
-    marginal = value.gather(2, at + 1) - value.gather(2, at)
-    return torch.where(real, (marginal * weight.unsqueeze(-1)).sum(dim=1), 0.0)
+    return value.gather(2, at + 1) - value.gather(2, at), weight
+
+
+def _mean_and_error(marginal: Tensor, weight: Tensor, real: Tensor) -> tuple[Tensor, Tensor]:
+    """φ_t = Σ_π w_π m_πt and its standard error over the permutations, sd_π(m_πt) / √P for P drawn at random
+    (0 when all n! are enumerated: φ is exact), 0 off the real positions (c, T) each."""
+    phi = (marginal * weight.unsqueeze(-1)).sum(dim=1)
+    return torch.where(real, phi, 0.0), torch.where(real, _sampling_error(marginal, real), 0.0)
+
+
+def _sampling_error(marginal: Tensor, real: Tensor) -> Tensor:
+    """sd over the P drawn permutations / √P of ``marginal`` (c, P, ...); 0 for the instances whose n! ≤ P orders
+    were all enumerated (their φ is exact) (c, ...)."""
+    samples = marginal.shape[1]
+    exact = torch.lgamma(real.sum(dim=1).double() + 1.0) <= math.log(samples) + 1e-9  # n! ≤ P
+    spread = marginal.std(dim=1, correction=1) / math.sqrt(samples) if samples > 1 else marginal[:, 0] * 0.0
+    return torch.where(exact.view((-1,) + (1,) * (spread.dim() - 1)), 0.0, spread)
+
+
+def _within_noise(marginal: Tensor, phi: Tensor, context: Context, instances: Tensor) -> Tensor:
+    """The fraction of adjacent pairs of the top k = ⌈q·n⌉ (q the largest of ``aopc_bins``, in exact arithmetic)
+    whose difference φ_(r) − φ_(r+1) is within 2 standard errors of that difference (the SE of the per-permutation
+    differences, which share their permutations); NaN with fewer than two tokens in the top k (c,)."""
+    real = context.real[instances]
+    order = torch.where(real, phi, -math.inf).argsort(dim=1, descending=True)
+    ranked = marginal.gather(2, order.unsqueeze(1).expand_as(marginal))
+    steps = ranked[:, :, :-1] - ranked[:, :, 1:]
+    difference = phi.gather(1, order)
+    noisy = (difference[:, :-1] - difference[:, 1:]).abs() <= 2.0 * _sampling_error(steps, real)
+    top = _top_sizes(context, real.sum(dim=1))
+    pairs = torch.arange(steps.shape[2], device=real.device) < (top - 1).unsqueeze(1)
+    counted = pairs.sum(dim=1)
+    fraction = (noisy & pairs).sum(dim=1).double() / counted.clamp(min=1)
+    return torch.where(counted > 0, fraction, math.nan)
+
+
+def _top_sizes(context: Context, count: Tensor) -> Tensor:
+    """k = ⌈q·n⌉ for the largest ERASER bin q, in integers (q = a/b exactly as written)."""
+    share = Fraction(str(max(context.options.aopc_bins)))
+    return (share.numerator * count + share.denominator - 1) // share.denominator
+
+
+def _describe(context: Context, errors: Tensor, within: Tensor) -> dict[str, object]:
+    """``report.model["explainer"]``: per instance the standard errors of the real tokens' φ and the fraction of the
+    top-k adjacent pairs within noise, and their means."""
+    defined = ~within.isnan()
+    return {
+        "name": "shapley",
+        "samples": context.options.shapley_samples,
+        "standard_errors": errors,  # (B, T): the report keeps the real positions' rows
+        "max_standard_error": float(errors.max()) if errors.numel() else None,
+        "within_noise": [None if math.isnan(value) else value for value in within.tolist()],
+        "within_noise_mean": float(within[defined].mean()) if defined.any() else None,
+        "top_k_bin": max(context.options.aopc_bins),
+    }
 
 
 def _permutations(real: Tensor, keys: Tensor) -> tuple[Tensor, Tensor]:

@@ -80,6 +80,33 @@ def refusals(reports: dict[str, dict[str, Any]]) -> list[str]:
     return [f"{name} could not run: {report['error']}" for name, report in reports.items() if report.get("error")]
 
 
+def own_numbers(entry: dict[str, Any] | None) -> tuple[str, str]:
+    """What an explainer says about its own numbers, as a cell: integrated gradients' completeness gaps and nodes
+    (failed when an instance did not converge), Shapley values' standard errors and top-k pairs within noise."""
+    if not entry:
+        return ("—", "")
+    if entry.get("name") == "integrated_gradients":
+        tolerance = entry.get("tolerance")
+        bound = f"within {tolerance[0]:g} + {tolerance[1]:.0%}·|f(x) − f(b)|" if tolerance else "fixed nodes"
+        text = (
+            f"completeness gap ≤ {entry.get('max_gap') or 0.0:.3g} ({bound}); gradient nodes {entry.get('mean_steps') or 0:.0f} "
+            f"mean, {max(entry.get('steps') or [0])} max per instance"
+        )
+        unconverged = int(entry.get("unconverged") or 0)
+        if unconverged:
+            return (f"{text}; {unconverged} instances did not converge (NaN, left out)", "failed")
+        return (text, "passed" if tolerance else "")
+    if entry.get("name") == "shapley":
+        within = entry.get("within_noise_mean")
+        noise = f"{within:.0%}" if isinstance(within, float) else "—"
+        return (
+            f"standard error ≤ {entry.get('max_standard_error') or 0.0:.3g} over {entry.get('samples')} permutations; "
+            f"{noise} of adjacent pairs in the top k = ⌈{entry.get('top_k_bin')}·n⌉ within 2 SE",
+            "",
+        )
+    return ("—", "")
+
+
 def terminal_lines(tests: Tests, outcomes: dict[str, str] | None = None) -> list[Line]:
     """Per test with explanation audits, its leaderboard (explainer × check), failing rows red, and pytest's
     outcome (``outcomes``, by node id) beside the test."""
@@ -117,6 +144,9 @@ def html_section(tests: Tests, outcomes: dict[str, str] | None = None) -> str:
     )
     for number, (nodeid, reports) in enumerate(grouped.items()):
         header, rows = leaderboard(reports)
+        header.append("its own numbers")
+        for row, report in zip(rows, reports.values(), strict=True):
+            row.append(own_numbers(report.get("model", {}).get("explainer")))
         head = "<tr>" + "".join(f"<th>{escape(name)}</th>" for name in header) + "</tr>"
         body = "".join(
             "<tr>" + "".join(f'<td class="{CELL_CLASS.get(state, "")}">{escape(text)}</td>' for text, state in row) + "</tr>"

@@ -48,6 +48,7 @@ def test_integrated_gradients_equal_captums_layer_integrated_gradients(bilstm, b
         "integrated_gradients",
         ig_method=method,
         scale="probability",
+        ig_tolerance=None,
     )
     assert bilstm.embed.weight[0].abs().max() == 0
     assert np.abs(ours - captum_integrated_gradients(bilstm, inputs, 0, 50, method)).max() < 1e-5
@@ -57,7 +58,15 @@ def test_integrated_gradients_with_the_mask_baseline_equal_captums(bilstm, bilst
     inputs = {key: value[:12] for key, value in bilstm_inputs.items()}
     model = af.wrap(bilstm, attention="attn", embeddings="embed")
     ours = af.explain(
-        model, inputs, "integrated_gradients", ig_baseline="mask", mask_token_id=7, ig_steps=24, batch_size=8, scale="probability"
+        model,
+        inputs,
+        "integrated_gradients",
+        ig_baseline="mask",
+        mask_token_id=7,
+        ig_steps=24,
+        batch_size=8,
+        scale="probability",
+        ig_tolerance=None,
     )
     assert np.abs(ours - captum_integrated_gradients(bilstm, inputs, 7, 24)).max() < 1e-5
 

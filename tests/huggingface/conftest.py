@@ -100,9 +100,13 @@ def sentiment_texts(count: int, seed: int) -> tuple[list[str], torch.Tensor]:
     return texts, torch.tensor(labels)
 
 
+def minilm_tokenizer() -> Any:
+    return tf.AutoTokenizer.from_pretrained(minilm_path())
+
+
 @pytest.fixture(scope="session")
 def tokenizer() -> Any:
-    return tf.AutoTokenizer.from_pretrained(minilm_path())
+    return minilm_tokenizer()
 
 
 @pytest.fixture(scope="session")
@@ -114,7 +118,12 @@ def sentiment(tokenizer: Any) -> tuple[Any, torch.Tensor]:
 
 @pytest.fixture(scope="session")
 def minilm(tokenizer: Any) -> tf.PreTrainedModel:
-    """The packaged MiniLM with a 2-class head, fine-tuned for six steps (embeddings frozen) on 2 threads."""
+    return fine_tuned_minilm(tokenizer)
+
+
+def fine_tuned_minilm(tokenizer: Any) -> tf.PreTrainedModel:
+    """The packaged MiniLM with a 2-class head, fine-tuned for six steps (embeddings frozen) on 2 threads (also
+    ``benchmarks.ig_convergence``'s)."""
     torch.manual_seed(0)
     model = tf.BertForSequenceClassification.from_pretrained(minilm_path(), num_labels=2)
     embeddings = model.get_input_embeddings().weight

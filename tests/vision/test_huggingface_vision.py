@@ -47,7 +47,10 @@ def test_every_check_returns_per_instance_values_and_the_model_is_left_as_it_was
 @pytest.mark.parametrize("removal", ["delete", "mask"])
 def test_every_explainer_scores_the_patches_and_never_the_special_tokens(explainer, removal):
     model = build_vision("deit-teacher")
-    scores = af.explain(model, {"pixel_values": images()}, explainer, removal=removal, loo=removal, **FAST)
+    # From all-zero patches LayerNorm sits at its singular point: integrated gradients' path from the zero baseline does
+    # not converge within ig_max_steps on this random DeiT (NaN, warned); the mean patch is a smooth start.
+    start = {"baseline": "mean"} if explainer == "integrated_gradients" else {}
+    scores = af.explain(model, {"pixel_values": images()}, explainer, removal=removal, loo=removal, **FAST, **start)
     assert scores.shape == (6, 18)
     assert np.all(scores[:, :2] == 0)  # class and distillation tokens
     assert np.isfinite(scores).all() and np.abs(scores[:, 2:]).sum() > 0
