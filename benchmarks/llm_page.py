@@ -25,7 +25,7 @@ from pytest_attnfaith.report.atlas import answers, head_counts, top_heads
 SENTENCES = 200
 AUDITED = 16
 SEED = 0
-BUDGET = {"permutations": 20, "adversarial_steps": 100}
+BUDGET = {"permutations": 20, "adversarial_steps": 100, "scale": "probability"}  # the page predates the margin default
 ATLAS_CHECKS = ("uniform", "permutation", "erasure", "gradient", "loo")
 SINK_LAYERS = (29, 15)
 UNIQUE_LAYERS = (0, 10, 20, 29)

@@ -66,6 +66,7 @@ def audit_model(model: torch.nn.Module, sequences: list[list[int]], settings: Se
     inputs = batch_inputs(sequences)
     wrapped = af.wrap(model, attention="attn", embeddings="embed")
     options.setdefault("permutations", settings.permutations)
+    options.setdefault("scale", "probability")  # the reproduction keeps Jain & Wallace's definitions (docs/reproducing.md)
     return af.audit(wrapped, inputs, seed=settings.seed, batch_size=settings.batch_size, progress=True, **options)
 
 
@@ -77,7 +78,7 @@ def tau_tracker(sequences: list[list[int]], settings: Settings) -> Any:
         wrapped = af.wrap(model, attention="attn", embeddings="embed")
         checks = ("gradient", "loo", "permutation")
         options = {"seed": settings.seed, "batch_size": settings.batch_size, "permutations": settings.permutations}
-        report = af.audit(wrapped, batch_inputs(sequences), checks=checks, **options)
+        report = af.audit(wrapped, batch_inputs(sequences), checks=checks, scale="probability", **options)
         permutation = report.checks["permutation"]
         return {
             **{f"dev_tau_{name}": report.checks[name].statistic for name in ("gradient", "loo")},

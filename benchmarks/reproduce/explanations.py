@@ -270,7 +270,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--smollm2-sentences", type=int, default=16, help="test sentences for SmolLM2 (zero-shot)")
     p.add_argument("--smollm2-explainers", nargs="*", choices=af.EXPLAINER_NAMES, default=list(SMOLLM2_EXPLAINERS))
     p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--scale", default=None, help="the option scale ('margin', 'probability'); default: the package's")
+    p.add_argument(
+        "--scale", default="probability", help="the option scale ('margin', 'probability'); default: 0.2's probabilities"
+    )
     p.add_argument("--costs", action="store_true", help="also time each explainer against one forward pass")
     p.add_argument("--section", default="explanations", help="the section of --results to write")
     p.add_argument("--title", default=None, help="the section's heading (default: the reproduction's)")

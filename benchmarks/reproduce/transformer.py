@@ -110,7 +110,7 @@ def audit_transformer(model: Any, tokenizer: Any, dataset: Dataset, settings: An
     Budgets are cut for a CPU: ``settings.head_permutations`` permutations, 2 adversaries of ``steps`` steps."""
     test = dataset.test.sample(limit, settings.seed)
     inputs = _encode(tokenizer, test.words)
-    common = {"seed": settings.seed, "batch_size": settings.batch_size, "progress": True}
+    common = {"seed": settings.seed, "batch_size": settings.batch_size, "progress": True, "scale": "probability"}
     budget = {"permutations": settings.head_permutations, "adversaries": 2, "adversarial_steps": steps}
     out: dict[str, Any] = {"audited": limit, "audited_positive": sum(test.labels)}
     plans = {
