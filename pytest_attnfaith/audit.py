@@ -24,7 +24,7 @@ from pytest_attnfaith import _recording, head_atlas, probes, progress
 from pytest_attnfaith.adapters.sink import sink_mass
 from pytest_attnfaith.checks import CHECKS, Context
 from pytest_attnfaith.checks._common import real_rows
-from pytest_attnfaith.errors import InconclusiveWarning
+from pytest_attnfaith.errors import InconclusiveWarning, user_stacklevel
 from pytest_attnfaith.image_maps import image_record
 from pytest_attnfaith.options import QUESTIONS, Options, questions_for, resolve_options
 from pytest_attnfaith.results import CheckResult, Report, question_answer
@@ -79,7 +79,7 @@ def answer_questions(results: dict[str, CheckResult], questions: dict[str, tuple
 def warn_inconclusive(report: Report) -> None:
     """One ``InconclusiveWarning`` per inconclusive check, naming it and the instances it needs."""
     for result in report.inconclusive_checks:
-        warnings.warn(f"attnfaith: {result.describe()}", InconclusiveWarning, stacklevel=3)
+        warnings.warn(f"attnfaith: {result.describe()}", InconclusiveWarning, stacklevel=user_stacklevel())
 
 
 def build_report(

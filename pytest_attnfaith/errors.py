@@ -5,6 +5,8 @@ Importing this module imports neither torch nor transformers.
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import Any
 
 
@@ -49,3 +51,13 @@ class AttentionNotFaithful(_NotFaithful):
 
 class ExplanationNotFaithful(_NotFaithful):
     """Raised by ``assert_explanation_faithful`` when an explanation's verdict fails; carries the ``report``."""
+
+
+def user_stacklevel() -> int:
+    """The ``stacklevel`` that makes a warning raised by the caller point at the first frame outside this package (the
+    user's code), however many of the package's own frames lie between."""
+    package = os.path.dirname(os.path.abspath(__file__))
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package + os.sep):
+        frame, level = frame.f_back, level + 1  # type: ignore[assignment]
+    return level

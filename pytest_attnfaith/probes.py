@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from pytest_attnfaith.adapters.inputs import Batch
-from pytest_attnfaith.errors import ModelWarning
+from pytest_attnfaith.errors import ModelWarning, user_stacklevel
 from pytest_attnfaith.metrics import same_output
 from pytest_attnfaith.session import Context
 
@@ -115,4 +115,4 @@ def warn_model(context: Context, described: dict[str, Any]) -> None:
     found: list[str] = context.remember("probes", lambda: probe(context))["warnings"]
     described["warnings"] = [*described.get("warnings", []), *found]
     for text in found:
-        warnings.warn(f"attnfaith: {text}", ModelWarning, stacklevel=4)
+        warnings.warn(f"attnfaith: {text}", ModelWarning, stacklevel=user_stacklevel())

@@ -38,7 +38,7 @@ from pytest_attnfaith.adapters import vision
 from pytest_attnfaith.adapters.chunks import collect_chunks
 from pytest_attnfaith.adapters.inputs import Batch
 from pytest_attnfaith.adapters.passes import Forward
-from pytest_attnfaith.errors import ConvergenceWarning
+from pytest_attnfaith.errors import ConvergenceWarning, user_stacklevel
 from pytest_attnfaith.explainers import notes
 from pytest_attnfaith.metrics import decision_score
 from pytest_attnfaith.session import Context
@@ -277,7 +277,7 @@ def _describe(context: Context, change: Tensor, gap: Tensor, steps: Tensor, fail
             f"ig_max_steps={options.ig_max_steps} (worst: instance {worst}, completeness gap {float(gap[worst]):.3g} > "
             f"tolerance {options.ig_tolerance}); their scores are NaN and they are left out of the checks",
             ConvergenceWarning,
-            stacklevel=4,
+            stacklevel=user_stacklevel(),
         )
     return {
         "name": "integrated_gradients",
