@@ -46,7 +46,7 @@ def mean_result(
     values the result shows, when they are not the averaged ones (ERASER's raw scores beside their gain over
     random orderings); NaN wherever ``values`` is."""
     estimate = mean_interval(values, context.options.confidence, context.seed(f"interval:{name}"), bounds)
-    result = _result(
+    return _result(
         context,
         name=name,
         estimate=estimate,
@@ -58,9 +58,9 @@ def mean_result(
         meaning=meaning,
         details=details or {},
         why_undefined=why_undefined,
+        observations=np.asarray(values, dtype=np.float64),
+        value_range=bounds,
     )
-    result.observations, result.value_range = np.asarray(values, dtype=np.float64), bounds
-    return result
 
 
 def tau_result(
@@ -108,7 +108,7 @@ def fraction_result(
     or below ``threshold``."""
     flagged = flagged & eligible
     estimate = fraction_interval(int(flagged.sum()), int(eligible.sum()), context.options.confidence)
-    result = _result(
+    return _result(
         context,
         name=name,
         estimate=estimate,
@@ -119,9 +119,9 @@ def fraction_result(
         statistic_name="fraction flagged",
         meaning=meaning,
         details={"eligible": estimate.count, **(details or {})},
+        observations=np.where(eligible, flagged, np.nan).astype(np.float64),
+        value_range=(0.0, 1.0),
     )
-    result.observations, result.value_range = np.where(eligible, flagged, np.nan).astype(np.float64), (0.0, 1.0)
-    return result
 
 
 def _result(
@@ -137,9 +137,12 @@ def _result(
     meaning: str,
     details: dict[str, Any],
     why_undefined: str = "",
+    observations: np.ndarray | None = None,
+    value_range: tuple[float, float] | None = None,
 ) -> CheckResult:
     """The ``CheckResult`` of an estimate against its threshold: the verdict, and for an inconclusive one how many
-    instances would decide it and why it could not be decided."""
+    instances would decide it and why it could not be decided. ``observations`` / ``value_range``: what a sequential
+    audit accumulates (``CheckResult``)."""
     verdict = decide(estimate, threshold, higher_is_better)
     inconclusive = verdict == "inconclusive"
     return CheckResult(
@@ -158,6 +161,8 @@ def _result(
         instances_needed=instances_needed(estimate, threshold, higher_is_better) if inconclusive else None,
         note=_note(context, estimate, why_undefined) if inconclusive else "",
         details={**nan_summary(values), **details},
+        observations=observations,
+        value_range=value_range,
     )
 
 
