@@ -32,7 +32,7 @@ from pytest_attnfaith.adapters.inputs import (
 )
 from pytest_attnfaith.adapters.outputs import NonFiniteOutputError, available_device, dispatched_device
 from pytest_attnfaith.adapters.passes import Edit, Forward, Pass, Produced, QueryRows
-from pytest_attnfaith.adapters.patches import exclusive
+from pytest_attnfaith.adapters.patches import calling, exclusive
 from pytest_attnfaith.adapters.reading import Reading
 from pytest_attnfaith.adapters.tap import AttentionTap
 from pytest_attnfaith.errors import AttentionUnavailableError, AttnFaithError
@@ -235,6 +235,13 @@ class AttentionModel(ABC):
                     sub.training = training.get(name, sub.training)
                 if moved:
                     self.module.to(original)
+                self._forget_session()
+
+    def _forget_session(self) -> None:
+        """Drop what the session read, learnt and cached (its reading, targets, the heads and classes seen; subclasses
+        their caches): once the session ends the adapter keeps nothing of the audit."""
+        self.options, self.targets, self.tap.causal = Reading(), None, None
+        self._heads, self._columns = 1, 0
 
     @contextlib.contextmanager
     def reading_as(self, options: Any) -> Iterator[None]:
@@ -268,32 +275,8 @@ class AttentionModel(ABC):
 
     @contextlib.contextmanager
     def embeddings_hook(self) -> Iterator[None]:
-        """Forward hook on the embeddings that replaces their output (``forward(embeddings=fn)``) and, when
-        capturing, swaps it for a leaf."""
-
-        def hook(module: nn.Module, args: Any, output: Tensor) -> Tensor | None:
-            armed, produced = self.tap.armed, self.tap.produced
-            if armed is None or produced is None or not armed.touches_embeddings:
-                return None
-            replace = armed.embeddings
-            if not isinstance(output, Tensor) or output.dim() != 3:
-                raise AttentionUnavailableError(
-                    f"the embeddings module returned {type(output).__name__} "
-                    f"{tuple(getattr(output, 'shape', ()))}; expected a tensor (B, T, D)"
-                )
-            if replace is not None:
-                replaced = replace(output)
-                if replaced.shape[::2] != output.shape[::2]:  # positions may be deleted (adapters.vision)
-                    raise AttnFaithError(
-                        f"the replaced embeddings have shape {tuple(replaced.shape)}; expected {tuple(output.shape)}"
-                    )
-                output = replaced.to(output.dtype)
-            if not armed.capture_embeddings:
-                return output
-            leaf = produced.embeddings_leaf = output.detach().requires_grad_(True)
-            return leaf
-
-        handle = self.embeddings_module().register_forward_hook(hook)
+        """Forward hook on the embeddings: the running pass replaces or captures their output (``AttentionTap.embed``)."""
+        handle = self.embeddings_module().register_forward_hook(lambda module, args, output: self.tap.embed(output))
         try:
             yield
         finally:
@@ -301,7 +284,8 @@ class AttentionModel(ABC):
 
     def count_positions(self, inputs: Mapping[str, Any]) -> int:
         """T of the embeddings' output on inputs without token ids (``adapters.vision``); in session only."""
-        return vision.count_positions(self.module, self.embeddings_module(), inputs)
+        with calling():
+            return vision.count_positions(self.module, self.embeddings_module(), inputs)
 
     def _prepare(self, batch: Batch) -> None:  # noqa: B027 (a hook: doing nothing is the default)
         """Called before every pass (adapters that discover the model's structure on first use override it)."""
@@ -325,7 +309,8 @@ class AttentionModel(ABC):
         ``embeddings``: a function of the embeddings' output (n, T, D) that returns what the model sees instead
         (with ``capture_embeddings``, the leaf ``Forward.embeddings`` is the replacement). ``reference``: the
         reference pass (``forward_chunked``), whose by-products later passes may reuse."""
-        self._prepare(batch)
+        with calling():  # the model runs: never while another thread's torch.fx trace patches nn.Module.__call__
+            self._prepare(batch)
         batch = batch.to(self.device)
         armed = Pass(
             size=batch.size,
@@ -343,7 +328,8 @@ class AttentionModel(ABC):
             record_layers=record_layers,
             reference=reference,
         )
-        with self.tap.running(armed) as produced, torch.set_grad_enabled(grad or capture_embeddings or capture_attention):
+        grad = grad or capture_embeddings or capture_attention
+        with calling(), self.tap.running(armed) as produced, torch.set_grad_enabled(grad):
             output = self._call(batch.model_kwargs())
         if produced.calls == 0 or produced.rows is None:
             raise AttentionUnavailableError(

@@ -1,21 +1,19 @@
 """One-token counterfactual passes for causal decoders: the last real token alone, from the edited layer up.
 
-In a causal decoder no position attends to a later one, so editing the attention of the last real token at
-layer l changes that token's hidden states from layer l on and nothing else, at any layer. A counterfactual
-pass is therefore the last token alone, run through layers l, l+1, ... against the keys and values of the
-clean pass, then the output head (with ``targets``, its target rows only): about (L − l)/(L·T) of a full pass.
-
-Each instance's clean pass is cached by the content of its inputs (``RowCache``): every layer's keys and
-values, and the hidden state entering every layer at its last real token. A pass over n rows (instances
-repeated: the permutations of one instance, the (instance, head) pairs of the per-head atlas) groups the
-rows of each instance: its last token is copied once per row along the query axis. Each copy attends to the
-instance's real tokens before the last one (cached) and to itself — its own key and value replace the
-cached ones of the last token, which differ from layer l + 1 on — and not to the other copies; each copy
-carries its row's edit. The layers run through the model's own forward: its list of layers cut to l..,
-the hidden states entering layer l substituted by a pre-hook (``hf_fast``), a 4-D additive mask, explicit
-position ids and a ``DynamicCache`` built from the cached keys and values. The adapter checks the result
-against a full pass once per session with an edit, and at every layer without one against the clean pass's
-logits, and falls back to full passes where they disagree.
+When: a causal LM whose every layer is causal, a pass that edits only the last real token's query row (no pooled
+rows, no capture, no gradient to the embeddings, no rollout), with ``shortcuts=True``.
+How: no position attends to a later one, so editing the attention of the last real token at layer l changes that
+token's hidden states from layer l on and nothing else. The reference pass caches each instance's keys and values of
+every layer and the hidden state entering every layer at its last real token (``RowCache``, by the content of its
+inputs). A pass over n rows (an instance's permutations, the (instance, head) pairs of the atlas) then runs, per
+instance, its last token copied once per row along the query axis, through layers l, l+1, ... and the output head
+(with ``targets``, its target rows only): about (L − l)/(L·T) of a full pass. Each copy attends to the instance's real
+tokens before the last one (cached) and to itself — its own key and value replace the cached ones of the last token,
+which differ from layer l + 1 on — and carries its row's edit. The layers run through the model's own forward: its
+list of layers cut to l.., the hidden states entering layer l substituted by a pre-hook (``hf_fast``), a 4-D additive
+mask, explicit position ids and a ``DynamicCache`` built from the cached keys and values.
+Verified: once per session with an edit (against a full pass), and at every layer without one (against the clean
+pass's logits); where they disagree, passes at that layer run in full.
 """
 
 from __future__ import annotations
@@ -165,10 +163,10 @@ def copy_index(inverse: Tensor) -> Tensor:
 class DecoderPasses(CachedHiddenPasses):
     """The adapter's one-token passes of causal decoders, over the clean pass's cached keys and values."""
 
-    _decoder: DecoderShortcut | None
+    _decoder: DecoderShortcut | None = None
 
-    def _reset_session(self) -> None:
-        super()._reset_session()
+    def _forget_session(self) -> None:
+        super()._forget_session()
         self._decoder = None
 
     def _run(self, kwargs: dict[str, Any]) -> Any:

@@ -58,10 +58,10 @@ class HiddenStates:
 class CachedHiddenPasses(HuggingFaceLayers):
     """The adapter's passes from the chosen layer on cached hidden states (``HiddenStates``, one per session)."""
 
-    _hidden: HiddenStates | None
+    _hidden: HiddenStates | None = None
 
-    def _reset_session(self) -> None:
-        super()._reset_session()
+    def _forget_session(self) -> None:
+        super()._forget_session()
         self._hidden = None
 
     def _found_layers(self) -> None:

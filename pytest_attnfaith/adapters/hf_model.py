@@ -56,11 +56,12 @@ class HuggingFaceLayers(HuggingFaceText):
         self.shortcuts = shortcuts
         self.path = "interface" if type(model)._can_set_attn_implementation() else "softmax"  # type: ignore[attr-defined]
         self.implementation_before = str(getattr(self.config, "_attn_implementation", None))
-        self._reset_session()
-
-    def _reset_session(self) -> None:
-        """Forget what the previous session found (each shortcut extends this with its own caches)."""
         self.layers: list[Layer] = []
+
+    def _forget_session(self) -> None:
+        """The layers found by the session's probe go too (each shortcut drops its caches)."""
+        super()._forget_session()
+        self.layers = []
 
     def _found_layers(self) -> None:
         """Called once the layers of a model on the ``AttentionInterface`` are known."""
@@ -73,7 +74,6 @@ class HuggingFaceLayers(HuggingFaceText):
             raise self._no_rollout("aggregation='rollout'", "aggregation='attention'")
         saved = _implementations(self.module)
         self.implementation_before = str(getattr(self.config, "_attn_implementation", None))
-        self._reset_session()
         self._head = self._restricted_head()
         try:
             if self.path == "interface":

@@ -1,16 +1,17 @@
-"""Counterfactual passes of bidirectional encoders that edit one query row per instance: the layer itself once
-per instance, with the query token copied once per edited row.
+"""Counterfactual passes of bidirectional encoders that edit one query row per instance: the edited layer once per
+instance, with the query token copied once per edited row.
 
-Editing query row q of layer l changes layer l's output at position q only. The rows of a pass that share an
-instance (its permutations, the heads of the per-head atlas) therefore share layer l: the instance runs it
-once, on the hidden states entering l (cached), with its token q appended once per row as extra positions
-that no query sees (their ``attention_mask`` is 0, so they are padding as keys) and whose own query rows carry
-the rows' edits. Each row then continues from layer l + 1 on the layer's clean output with position q taken
-from its copy (after the last layer: the output head on those states). On 6-layer MiniLM with 12 heads this
-does layer l for 12 edited rows at about the cost of two rows.
-
-Copies sit at the query's position (``position_ids``) where the model takes them. The adapter checks the
-result against its other path once per layer and session and falls back where they disagree.
+When: a counterfactual pass over cached hidden states (``hf_hidden``) that edits one query row per row of a
+bidirectional layer (no pooled query rows, no capture), whose copies fit the model's positions (``QueryCopies.fits``).
+How: editing query row q of layer l changes layer l's output at position q only, so the rows of a pass that share an
+instance (its permutations, the heads of the per-head atlas) share layer l. The instance runs it once, on the hidden
+states entering l (cached), with its token q appended once per row as extra positions that no query sees (their
+``attention_mask`` is 0, so they are padding as keys) and whose own query rows carry the rows' edits; copies sit at
+the query's position (``position_ids``) where the model takes them. Each row then continues from layer l + 1 on the
+layer's clean output with position q taken from its copy (after the last layer: the output head on those states).
+On 6-layer MiniLM with 12 heads this does layer l for 12 edited rows at about the cost of two rows.
+Verified: once per layer and session, the first row of the first such pass by the copies and in full; where they
+disagree, that layer's passes take the other paths.
 """
 
 from __future__ import annotations
@@ -154,10 +155,10 @@ class QueryCopies:
 class QueryCopyPasses(CachedHiddenPasses):
     """The adapter's passes that share the edited layer between each instance's rows (on cached hidden states)."""
 
-    _copies: QueryCopies | None
+    _copies: QueryCopies | None = None
 
-    def _reset_session(self) -> None:
-        super()._reset_session()
+    def _forget_session(self) -> None:
+        super()._forget_session()
         self._copies = None
 
     def _shared_layer(self, kwargs: dict[str, Any], layer: int, slots: Tensor) -> Any:

@@ -31,10 +31,13 @@ class HuggingFaceText(AttentionModel):
         self._target_words: list[tuple[str, int]] | None = None
         self._loaded_tokenizer = False
 
+    def _forget_session(self) -> None:
+        super()._forget_session()
+        self._head, self._target_words = None, None
+
     def resolve_targets(self, targets: tuple[Any, ...] | None) -> Tensor | None:
         """Token ids or words (a causal LM; words through the tokenizer, first token each), class indices or labels
         (a sequence classifier; labels through ``config.label2id``), checked against the output's size."""
-        self._target_words = None
         if targets is None:
             return None
         if isinstance(targets[0], str):

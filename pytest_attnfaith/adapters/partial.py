@@ -30,7 +30,7 @@ import torch.fx as fx
 from torch import Tensor, nn
 from torch.nn.utils import rnn
 
-from pytest_attnfaith.adapters.patches import patch
+from pytest_attnfaith.adapters.patches import patch, tracing
 from pytest_attnfaith.adapters.reading import Reading
 from pytest_attnfaith.adapters.rowcache import RowCache, per_instance
 from pytest_attnfaith.adapters.tap import AttentionTap
@@ -77,7 +77,7 @@ def trace(module: nn.Module, attention: nn.Module, names: list[str]) -> tuple[fx
     before = set(vars(module))
     tracer = _Tracer(attention)
     try:
-        with _rnn_leaves(tracer):
+        with tracing(), _rnn_leaves(tracer):
             graph = tracer.trace(module, concrete_args=concrete)
     finally:
         added = {name: vars(module)[name] for name in set(vars(module)) - before}

@@ -7,6 +7,10 @@ the other's replacement as "the original" and leave it installed. ``Patch`` inst
 the first audit needs it, and puts the original back when the last one is done (a count under one lock); the
 dispatcher routes each call to the innermost handler of the calling thread, and calls from threads without one
 (another audit's model, the user's code) to the original.
+
+One patch is not ours to route: ``torch.fx`` replaces ``nn.Module.__call__`` for every thread while it traces a
+wrapped model (``partial``), so a model called by another thread meanwhile would be traced into the wrong graph.
+``tracing()`` therefore waits until no audit's pass runs, and passes (``calling()``) wait while a trace runs.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import weakref
+from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -104,3 +109,52 @@ def exclusive(module: Any) -> Iterator[None]:
             lock = _MODELS[module] = threading.RLock()
     with lock:
         yield
+
+
+class _Passes:
+    """Audits' model calls (shared: any number at once) against ``torch.fx`` traces (exclusive)."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition(threading.Lock())
+        self._calling: Counter[int] = Counter()  # thread → passes it is inside
+        self._tracer: int | None = None
+
+    @contextlib.contextmanager
+    def calling(self) -> Iterator[None]:
+        """A pass of an audit's model: waits while another thread traces."""
+        me = threading.get_ident()
+        with self._changed:
+            self._changed.wait_for(lambda: self._tracer in (None, me))
+            self._calling[me] += 1
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._calling[me] -= 1
+                if not self._calling[me]:
+                    del self._calling[me]
+                self._changed.notify_all()
+
+    @contextlib.contextmanager
+    def tracing(self) -> Iterator[None]:
+        """A trace: waits until no other thread is inside a pass (this thread's own passes are set aside meanwhile,
+        so that two threads that each trace from inside a pass take turns instead of waiting for each other)."""
+        me = threading.get_ident()
+        with self._changed:
+            mine = self._calling.pop(me, 0)
+            self._changed.notify_all()
+            self._changed.wait_for(lambda: self._tracer is None and not self._calling)
+            self._tracer = me
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._tracer = None
+                if mine:
+                    self._calling[me] = mine
+                self._changed.notify_all()
+
+
+_PASSES = _Passes()
+calling = _PASSES.calling
+tracing = _PASSES.tracing

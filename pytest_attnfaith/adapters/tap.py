@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from pytest_attnfaith.adapters.passes import Pass, Produced
-from pytest_attnfaith.errors import AttentionUnavailableError
+from pytest_attnfaith.errors import AttentionUnavailableError, AttnFaithError
 
 
 class AttentionTap:
@@ -87,6 +88,28 @@ class AttentionTap:
         if result is attn:
             return native
         return result.reshape(native.shape)
+
+    def embed(self, output: Any) -> Tensor | None:
+        """The embeddings' output (n, T, D) as the running pass has it: replaced (``Pass.embeddings``) and, when
+        capturing, swapped for a leaf (``Produced.embeddings_leaf``); None: left as it is."""
+        armed, produced = self.armed, self.produced
+        if armed is None or produced is None or not armed.touches_embeddings:
+            return None
+        if not isinstance(output, Tensor) or output.dim() != 3:
+            raise AttentionUnavailableError(
+                f"the embeddings module returned {type(output).__name__} "
+                f"{tuple(getattr(output, 'shape', ()))}; expected a tensor (B, T, D)"
+            )
+        if armed.embeddings is not None:
+            replaced = armed.embeddings(output)
+            if replaced.shape[::2] != output.shape[::2]:  # positions may be deleted (adapters.vision)
+                shapes = f"{tuple(replaced.shape)}; expected {tuple(output.shape)}"
+                raise AttnFaithError(f"the replaced embeddings have shape {shapes}")
+            output = replaced.to(output.dtype)
+        if not armed.capture_embeddings:
+            return output
+        leaf = produced.embeddings_leaf = output.detach().requires_grad_(True)
+        return leaf
 
     def _check_keys(self, attn: Tensor, armed: Pass) -> None:
         tk = attn.shape[-1]

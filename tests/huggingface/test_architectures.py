@@ -29,11 +29,12 @@ def native_distribution(model: tf.PreTrainedModel, inputs: dict[str, torch.Tenso
 
 
 def session_forward(model: tf.PreTrainedModel, inputs: dict[str, torch.Tensor], edit: Edit | None = None, **options: object):
-    """One pass through the adapter in full (no shortcut)."""
+    """One pass through the adapter in full (no shortcut): the adapter's description in session, and the pass."""
     adapter = HuggingFaceModel(model, shortcuts=False)
     batch = prepare_batch(inputs)
     with adapter.session(resolve_options(**options)):
-        return adapter, adapter.forward(batch, edit)
+        forward = adapter.forward(batch, edit)
+        return adapter.describe(), forward
 
 
 @pytest.mark.parametrize("name", ARCHITECTURES)
@@ -70,15 +71,15 @@ def test_replacing_the_attention_changes_the_output(tiny, batch, name):
 
 
 def test_llama_reads_every_query_head_of_grouped_query_attention(tiny, batch):
-    adapter, forward = session_forward(tiny["llama"], batch)
+    described, forward = session_forward(tiny["llama"], batch)
     assert tiny["llama"].config.num_key_value_heads == 2
-    assert forward.rows.shape[1] == 4 and adapter.head_count(0) == 4
+    assert forward.rows.shape[1] == 4 and described["heads"] == 4
 
 
 @pytest.mark.parametrize("name", DECODERS)
 def test_decoders_read_the_last_real_token_and_keep_their_causal_mask(tiny, batch, name):
-    adapter, forward = session_forward(tiny[name], batch)
-    assert adapter.describe()["query"] == "last real token"
+    described, forward = session_forward(tiny[name], batch)
+    assert described["query"] == "last real token"
     first = session_forward(tiny[name], batch, query=0)[1]
     assert torch.allclose(first.rows[:, :, 0], torch.ones(1)), "token 0 of a causal model attends only to itself"
     last = batch["attention_mask"].sum(dim=1) - 1
@@ -87,8 +88,8 @@ def test_decoders_read_the_last_real_token_and_keep_their_causal_mask(tiny, batc
 
 @pytest.mark.parametrize("name", ["bert", "distilbert"])
 def test_encoders_read_the_first_token_row(tiny, batch, name):
-    adapter, forward = session_forward(tiny[name], batch, layer=0)
-    assert adapter.describe()["query"] == "first token (CLS)"
+    described, forward = session_forward(tiny[name], batch, layer=0)
+    assert described["query"] == "first token (CLS)"
     eager = copy.deepcopy(tiny[name]).eval()
     eager.set_attn_implementation("eager")
     with torch.no_grad():
@@ -97,8 +98,7 @@ def test_encoders_read_the_first_token_row(tiny, batch, name):
 
 
 def test_a_model_outside_the_attention_interface_is_read_by_softmax_interception(tiny, batch):
-    adapter, forward = session_forward(tiny["deberta-v2"], batch)
-    described = adapter.describe()
+    described, forward = session_forward(tiny["deberta-v2"], batch)
     assert described["audited_with"] == "softmax interception"
     assert described["module"] == "deberta.encoder.layer.1.attention"
     eager = copy.deepcopy(tiny["deberta-v2"]).eval()

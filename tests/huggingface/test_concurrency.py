@@ -92,8 +92,9 @@ def test_a_huggingface_model_and_a_wrapped_model_audited_at_once_are_both_restor
         lambda: af.audit(bert, hf_inputs, **FAST),
     ]
     alone = [checks_of(job()) for job in jobs]
-    together = [checks_of(report) for report in in_threads(*jobs)]
-    assert together == alone
+    for _ in range(3):  # each wrapped session traces its model (torch.fx patches nn.Module.__call__ meanwhile)
+        together = [checks_of(report) for report in in_threads(*jobs)]
+        assert together == alone
     assert {"bert": model_state(bert), "net": model_state(net)} == before
     assert process_state() == process
 

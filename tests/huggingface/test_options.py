@@ -10,6 +10,7 @@ import transformers as tf
 
 import pytest_attnfaith as af
 from pytest_attnfaith.metrics import restrict
+from pytest_attnfaith.options import resolve_options
 from tests.huggingface.conftest import build, token_batch
 
 
@@ -124,10 +125,11 @@ def test_loo_mask_replaces_tokens_by_the_tokenizers_mask_token(tiny, batch, toke
 
 def test_the_mask_token_option_wins_and_the_config_pad_token_is_the_fallback(tiny, batch):
     adapter = af.huggingface(tiny["roberta"])
-    af.audit(adapter, batch, checks=["uniform"])
-    assert adapter.mask_token_id() == 1
-    af.audit(adapter, batch, checks=["uniform"], mask_token_id=7)
-    assert adapter.mask_token_id() == 7
+    with adapter.session(resolve_options()):
+        assert adapter.mask_token_id() == 1
+    with adapter.session(resolve_options(mask_token_id=7)):
+        assert adapter.mask_token_id() == 7
+    assert adapter.mask_token_id() == 1, "the option is the session's, not the adapter's"
 
 
 def test_loo_mask_changes_the_importance_compared_with_deletion(tiny, batch):

@@ -116,3 +116,20 @@ def test_the_fine_tuned_minilm_is_unchanged_by_failing_and_passing_audits(minilm
     before = snapshot(minilm, model_inputs)
     af.audit(minilm, inputs, checks=["uniform", "permutation"], permutations=5)
     assert_unchanged(before, snapshot(minilm, model_inputs))
+
+
+MODEL_FACTS = {"default_query", "path", "implementation_before", "_loaded_tokenizer"}
+"""What an adapter learns about the model itself (not about one audit) and may keep between sessions."""
+
+
+@pytest.mark.parametrize("name", ["bert", "llama"])
+def test_an_adapter_the_user_keeps_holds_nothing_of_an_audit_once_it_ends(name):
+    adapter = af.huggingface(build(name))
+    before = {key: value for key, value in vars(adapter).items() if key not in MODEL_FACTS}
+    af.audit(adapter, token_batch(), targets=[3, 7] if name == "llama" else None, per_head=True, **FAST)
+    after = {key: value for key, value in vars(adapter).items() if key not in MODEL_FACTS}
+    assert all(after[key] is None for key in after.keys() - before.keys())  # a shortcut's slot, emptied
+    for key, value in before.items():
+        kept = after[key]
+        assert kept is value or (type(kept) is type(value) and repr(kept) == repr(value)), key
+    assert adapter._hidden is None and adapter._decoder is None and adapter._copies is None and adapter.layers == []
