@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import platform
 import time
 import warnings
@@ -116,7 +117,8 @@ def markdown(rows: list[tuple[str, int, dict[str, Any], list[dict[str, float]]]]
         "### af.estimate against the audit (estimate, then the audit right after it in the same process)",
         "",
         f"`python -m benchmarks.estimate --repeats {repeats}` ({platform.processor() or platform.machine()}, "
-        f"{torch.get_num_threads()} torch thread, torch {torch.__version__}). Ratios estimate / audit; seconds are wall "
+        f"{torch.get_num_threads()} torch thread, torch {torch.__version__}, load average {os.getloadavg()[0]:.1f} at the "
+        "end). Ratios estimate / audit; seconds are wall "
         "seconds; passes: the instances of every call of the audit's adapter's `forward`. "
         "A range is the lowest and highest over the repeats.",
         "",

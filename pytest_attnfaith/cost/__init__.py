@@ -30,7 +30,6 @@ The audit is counted, then priced with units timed on this machine:
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,7 +38,7 @@ import torch
 
 from pytest_attnfaith.adapters import as_attention_model
 from pytest_attnfaith.cost.parts import Inputs, Part, audit_parts, distinct_deletions, statistics_of
-from pytest_attnfaith.cost.timing import Units, exact_bound, pass_units, statistics_units
+from pytest_attnfaith.cost.timing import Units, exact_bound, pass_units, statistics_units, timed
 from pytest_attnfaith.errors import AttnFaithError
 from pytest_attnfaith.options import Options, resolve_options
 from pytest_attnfaith.session import Context, opened
@@ -88,9 +87,9 @@ def estimate_resolved(model: Any, inputs: Any, options: Options) -> CostEstimate
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     with contextlib.ExitStack() as stack:
-        start = time.perf_counter()
-        context = stack.enter_context(opened(adapter, inputs, options))  # the audit's set-up and reference pass
-        session = time.perf_counter() - start
+        opening: list[Context] = []
+        session = timed(lambda: opening.append(stack.enter_context(opened(adapter, inputs, options))), adapter.device)
+        context = opening[0]  # opened: the audit's set-up and reference pass, timed
         with torch.no_grad(), _activation_meter(adapter.module) as activations:
             context.model.forward(context.batch.select(slice(0, 1)))
         counted = _inputs_of(context)

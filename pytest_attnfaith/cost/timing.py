@@ -62,17 +62,26 @@ class Units:
 
 
 def fastest(run: Callable[[], Any], device: torch.device) -> float:
-    """Seconds of ``run()``: the fastest of ``REPEATS`` runs when one is cheaper than ``CHEAP``, else of one."""
+    """Seconds of ``run()`` (``timed``): the fastest of ``REPEATS`` runs when one is cheaper than ``CHEAP``, else of
+    one."""
     best = math.inf
     for _ in range(REPEATS):
-        _synchronize(device)
-        start = time.perf_counter()
-        run()
-        _synchronize(device)
-        best = min(best, time.perf_counter() - start)
+        best = min(best, timed(run, device))
         if best >= CHEAP:
             break
     return best
+
+
+def timed(run: Callable[[], Any], device: torch.device) -> float:
+    """Seconds of ``run()``: its wall time, or on a CPU the process's CPU time when less — the time the process
+    waited for a core while other work ran on the machine is not the audit's (on one core's worth of threads the two
+    agree on an idle machine; with more threads the wall time is the less)."""
+    _synchronize(device)
+    wall, cpu = time.perf_counter(), time.process_time()
+    run()
+    _synchronize(device)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    return wall if device.type == "cuda" else min(wall, cpu)
 
 
 def pass_units(context: Context, search: bool) -> tuple[dict[str, float], dict[str, float], float]:
@@ -89,10 +98,10 @@ def pass_units(context: Context, search: bool) -> tuple[dict[str, float], dict[s
     )
     with torch.no_grad():
         full = _split(fastest(lambda: model.forward(one), device), fastest(lambda: model.forward(chunk), device), size)
-        first = _once(lambda: model.forward(one, _uniform(one)), device)  # instance 0's upstream is cached from here
+        first = timed(lambda: model.forward(one, _uniform(one)), device)  # instance 0's upstream is cached from here
         single = fastest(lambda: model.forward(one, _uniform(one)), device)
         same = fastest(lambda: model.forward(copies, _uniform(copies)), device)
-        fresh = _once(lambda: model.forward(chunk, _uniform(chunk)), device)  # computes the upstream of size − 1
+        fresh = timed(lambda: model.forward(chunk, _uniform(chunk)), device)  # computes the upstream of size − 1
     edited = _split(single, same, size)
     upstream = max(fresh - same, 0.0) / (size - 1) if size > 1 else 0.0
     row = {"full": full[1], "edited": edited[1], "upstream": upstream}
@@ -112,14 +121,6 @@ def _split(single: float, chunk: float, size: int) -> tuple[float, float]:
     """(per call, per row) from the seconds of one instance and of ``size`` instances in one call."""
     row = max(chunk - single, 0.0) / (size - 1) if size > 1 else 0.0
     return max(single - row, 0.0), row
-
-
-def _once(run: Callable[[], Any], device: torch.device) -> float:
-    _synchronize(device)
-    start = time.perf_counter()
-    run()
-    _synchronize(device)
-    return time.perf_counter() - start
 
 
 def _uniform(batch: Any) -> Edit:
