@@ -31,7 +31,7 @@ from pytest_attnfaith.adapters.inputs import (
     query_position,
 )
 from pytest_attnfaith.adapters.outputs import NonFiniteOutputError, available_device, dispatched_device
-from pytest_attnfaith.adapters.passes import Edit, Forward, QueryRows, _Armed
+from pytest_attnfaith.adapters.passes import Edit, Forward, Pass, Produced, QueryRows
 from pytest_attnfaith.adapters.patches import exclusive
 from pytest_attnfaith.adapters.reading import Reading
 from pytest_attnfaith.adapters.tap import AttentionTap
@@ -272,8 +272,8 @@ class AttentionModel(ABC):
         capturing, swaps it for a leaf."""
 
         def hook(module: nn.Module, args: Any, output: Tensor) -> Tensor | None:
-            armed = self.tap.armed
-            if armed is None or not armed.touches_embeddings:
+            armed, produced = self.tap.armed, self.tap.produced
+            if armed is None or produced is None or not armed.touches_embeddings:
                 return None
             replace = armed.embeddings
             if not isinstance(output, Tensor) or output.dim() != 3:
@@ -290,7 +290,7 @@ class AttentionModel(ABC):
                 output = replaced.to(output.dtype)
             if not armed.capture_embeddings:
                 return output
-            leaf = armed.embeddings_leaf = output.detach().requires_grad_(True)
+            leaf = produced.embeddings_leaf = output.detach().requires_grad_(True)
             return leaf
 
         handle = self.embeddings_module().register_forward_hook(hook)
@@ -317,15 +317,17 @@ class AttentionModel(ABC):
         capture_attention: bool = False,
         record_layers: bool = False,
         embeddings: EmbeddingsFn | None = None,
+        reference: bool = False,
     ) -> Forward:
         """One pass over ``batch`` (moved to the model's device), optionally editing the attention.
 
         ``record_layers``: also read the query rows of every layer that runs (``Forward.layer_rows``).
         ``embeddings``: a function of the embeddings' output (n, T, D) that returns what the model sees instead
-        (with ``capture_embeddings``, the leaf ``Forward.embeddings`` is the replacement)."""
+        (with ``capture_embeddings``, the leaf ``Forward.embeddings`` is the replacement). ``reference``: the
+        reference pass (``forward_chunked``), whose by-products later passes may reuse."""
         self._prepare(batch)
         batch = batch.to(self.device)
-        armed = _Armed(
+        armed = Pass(
             size=batch.size,
             at=self.query_rows(batch),
             real=batch.real,
@@ -334,46 +336,48 @@ class AttentionModel(ABC):
             detach=detach_attention,
             heads=self.edited_heads(batch),
             causal=self.causal_attention(),
+            layer=self.read_layer(),
             capture=capture_attention,
             capture_embeddings=capture_embeddings,
             embeddings=vision.edit_positions(batch, self.options.baseline, embeddings),  # removed positions, then fn
-            layer_rows={} if record_layers else None,
+            record_layers=record_layers,
+            reference=reference,
         )
-        self.tap.arm(armed)
-        try:
-            with torch.set_grad_enabled(grad or capture_embeddings or capture_attention):
-                output = self._call(batch.model_kwargs())
-        finally:
-            self.tap.disarm()
-        layer_rows = armed.layer_rows
-        if armed.calls == 0 or armed.rows is None:
+        with self.tap.running(armed) as produced, torch.set_grad_enabled(grad or capture_embeddings or capture_attention):
+            output = self._call(batch.model_kwargs())
+        if produced.calls == 0 or produced.rows is None:
             raise AttentionUnavailableError(
                 self.not_attention()
                 or f"the attention at {self.tap.where} was never computed during the forward pass; "
                 "expected the named module to run once per forward (check the path, or the model's code path)"
             )
-        if armed.calls > 1:
+        if produced.calls > 1:
             raise AttentionUnavailableError(
-                f"the attention at {self.tap.where} was computed {armed.calls} times in one forward pass; "
+                f"the attention at {self.tap.where} was computed {produced.calls} times in one forward pass; "
                 "expected once: point at a module that computes one attention distribution"
             )
         probs, logits = self._outputs(output, batch.size)
-        self._heads, self._columns = int(armed.rows.shape[1]), int(logits.shape[1])
-        if capture_embeddings and armed.embeddings_leaf is None:
+        self._heads, self._columns = int(produced.rows.shape[1]), int(logits.shape[1])
+        if capture_embeddings and produced.embeddings_leaf is None:
             raise AttentionUnavailableError(
                 "the embeddings module was never called during the forward pass; expected it to run once"
             )
-        if layer_rows is not None:
-            layer_rows.setdefault(self.read_layer(), armed.rows)
+        if record_layers:
+            produced.layer_rows.setdefault(armed.layer, produced.rows)
         return Forward(
             probs=probs,
-            rows=armed.rows,
-            attention=self.read(armed.rows, batch.heads),
+            rows=produced.rows,
+            attention=self.read_pass(armed, produced, batch.heads),
             logits=logits,
-            embeddings=armed.embeddings_leaf,
-            layer_rows=layer_rows,
-            captured=armed.captured,
+            embeddings=produced.embeddings_leaf,
+            layer_rows=produced.layer_rows if record_layers else None,
+            captured=produced.captured,
         )
+
+    def read_pass(self, armed: Pass, produced: Produced, heads: Tensor | None) -> Tensor:
+        """The distribution the checks use from what the pass ``armed`` produced: ``read`` of its rows."""
+        assert produced.rows is not None
+        return self.read(produced.rows, heads)
 
     def _outputs(self, output: Any, size: int) -> tuple[Tensor, Tensor]:
         """The output distribution p (n, C) and the logits (n, K) in float64 (with the graph, for gradients)."""
@@ -426,7 +430,7 @@ class AttentionModel(ABC):
         for start in range(0, batch.size, size):
             part = slice(start, min(start + size, batch.size))
             try:
-                forward = self.forward(batch.select(part), record_layers=record_layers)
+                forward = self.forward(batch.select(part), record_layers=record_layers, reference=True)
             except NonFiniteOutputError as err:
                 raise err.in_inputs(start) from None
             for name in fields:

@@ -31,9 +31,10 @@ from torch import Tensor, nn
 from pytest_attnfaith.adapters import hf_fast
 from pytest_attnfaith.adapters.hf_hidden import CachedHiddenPasses
 from pytest_attnfaith.adapters.hf_model import agreement, layers_text
-from pytest_attnfaith.adapters.inputs import Batch, last_positions
-from pytest_attnfaith.adapters.passes import QueryRows, _Armed
+from pytest_attnfaith.adapters.inputs import last_positions
+from pytest_attnfaith.adapters.passes import Pass, QueryRows
 from pytest_attnfaith.adapters.rowcache import RowCache, per_instance
+from pytest_attnfaith.adapters.tap import AttentionTap
 from pytest_attnfaith.formatting import plural
 
 
@@ -88,9 +89,10 @@ class DecoderShortcut:
         self.edited_agrees = False
         self.passes = 0
 
-    def run(self, kwargs: dict[str, Any], armed: _Armed, layer: int, slots: Tensor, tap: Any) -> Any:
+    def run(self, kwargs: dict[str, Any], armed: Pass, layer: int, slots: Tensor, tap: AttentionTap) -> Any:
         """The model's output for the rows of ``kwargs`` (cached at ``slots``) with ``armed``'s edit at ``layer``:
-        logits (n, C) at each row's last real token."""
+        logits (n, C) at each row's last real token; the copies run as a pass of their own, read into the running
+        pass's product."""
         mask = kwargs.get("attention_mask")
         mask = torch.ones_like(kwargs["input_ids"]) if mask is None else mask
         length = mask.shape[1]
@@ -108,23 +110,20 @@ class DecoderShortcut:
         keys = torch.arange(length, device=mask.device).expand(len(inverse), length).clone()
         keys[torch.arange(len(inverse), device=mask.device), last] = length + copy
         rows = torch.arange(len(inverse), device=mask.device)
-        packed = armed.repacked(count, QueryRows(owner=rows, query=copy, position=last, batch=inverse, keys=keys), causal=True)
+        at = QueryRows(owner=rows, query=copy, position=last, batch=inverse, keys=keys)
+        packed = armed.repacked(count, at, causal=True, first_layer=layer)
         cache = self._cache_for(groups, layer)
         additive = self._mask(mask[first_row].bool(), last[first_row], copies, entering.dtype)
-        tap.arm(packed)
-        try:
-            with hf_fast.from_layer(self.stack, layer, entering):
-                output = self.model(
-                    inputs_embeds=torch.zeros_like(entering),
-                    attention_mask=additive,
-                    position_ids=position[:, None].expand(count, copies),
-                    cache=cache,
-                    use_cache=True,
-                )
-        finally:
-            tap.arm(armed)
-        armed.calls += packed.calls
-        armed.rows = packed.rows
+        with tap.running(packed) as inner, hf_fast.from_layer(self.stack, layer, entering):
+            output = self.model(
+                inputs_embeds=torch.zeros_like(entering),
+                attention_mask=additive,
+                position_ids=position[:, None].expand(count, copies),
+                cache=cache,
+                use_cache=True,
+            )
+        if tap.produced is not None:
+            tap.produced.absorb(inner)
         logits = output.logits if hasattr(output, "logits") else output[0]
         return logits[inverse, copy]
 
@@ -167,11 +166,10 @@ class DecoderPasses(CachedHiddenPasses):
     """The adapter's one-token passes of causal decoders, over the clean pass's cached keys and values."""
 
     _decoder: DecoderShortcut | None
-    _filling: bool
 
     def _reset_session(self) -> None:
         super()._reset_session()
-        self._decoder, self._filling = None, False
+        self._decoder = None
 
     def _run(self, kwargs: dict[str, Any]) -> Any:
         """The last token alone from the chosen layer where this pass allows it, else the other paths."""
@@ -182,31 +180,23 @@ class DecoderPasses(CachedHiddenPasses):
                 return output
         return super()._run(kwargs)
 
-    def forward_chunked(self, batch: Batch, record_layers: bool = False) -> Any:
-        """The reference pass; a causal decoder's also fills the cache of the one-token shortcut."""
-        self._filling = True
-        try:
-            return super().forward_chunked(batch, record_layers)
-        finally:
-            self._filling = False
-
     def _one_token_layer(self) -> int | None:
         """The chosen layer, when this pass edits only the last real token's row of a causal decoder."""
         armed = self.tap.armed
         decoder = self._decoder
-        if decoder is None or armed is None or armed.edit is None or self._probing or armed.capture_embeddings:
+        if decoder is None or armed is None or armed.edit is None or armed.touches_embeddings:
             return None
         if self.options.aggregation == "rollout" or armed.capture or armed.at.pooled or armed.at.keys is not None:
             return None
-        layer = self.chosen_layer()
-        if decoder.verified.get(layer) is False or not torch.equal(armed.at.query, last_positions(armed.mask)):
+        if decoder.verified.get(armed.layer) is False or not torch.equal(armed.at.query, last_positions(armed.mask)):
             return None
-        return layer
+        return armed.layer
 
     def _full(self, kwargs: dict[str, Any]) -> Any:
         """A full pass; the reference pass of a causal decoder also keeps its keys and values for the shortcut."""
         armed = self.tap.armed
-        if not self._filling or self._decoder is None or torch.is_grad_enabled() or (armed is not None and armed.edit):
+        reference = armed is not None and armed.reference and armed.edit is None
+        if not reference or self._decoder is None or torch.is_grad_enabled():
             return self.module(**kwargs)
         output, entries = self._clean_pass(kwargs)
         if entries is not None:
@@ -215,12 +205,12 @@ class DecoderPasses(CachedHiddenPasses):
 
     def _clean_pass(self, kwargs: dict[str, Any]) -> tuple[Any, dict[str, Tensor] | None]:
         """A full pass that keeps every layer's keys and values and the hidden states at the last real token."""
-        assert self._decoder is not None and self._stack is not None
+        assert self._decoder is not None
         mask = kwargs.get("attention_mask")
         length = kwargs["input_ids"].shape[1]
         last = last_positions(mask if mask is not None else torch.ones_like(kwargs["input_ids"]))
         hidden: dict[int, Tensor] = {}
-        with recording_last(self._stack, last, hidden):
+        with recording_last(self._decoder.stack, last, hidden):
             output = self.module(**{**kwargs, "use_cache": True})
         entries = clean_entries(output, hidden, self._decoder.layers, length)
         if entries is not None:
@@ -235,20 +225,14 @@ class DecoderPasses(CachedHiddenPasses):
         slots = decoder.cache.slots(rows, lambda picked: self._clean_rows(kwargs, rows, picked))
         if slots is None or (layer not in decoder.verified and not self._verify_one_token(kwargs, layer, slots)):
             return None
-        self._calls = layer
         decoder.passes += 1
         return decoder.run(kwargs, self.tap.armed, layer, slots, self.tap)  # type: ignore[arg-type]
 
     def _clean_rows(self, kwargs: dict[str, Any], rows: dict[str, Tensor], picked: Tensor) -> dict[str, Tensor] | None:
         """The clean passes of the rows ``picked`` (instances not cached yet), without the tap."""
         subset = {**kwargs, **{name: value[picked.to(value.device)] for name, value in rows.items()}}
-        armed = self.tap.disarm()
-        try:
-            self._calls = 0
-            with torch.no_grad():
-                return self._clean_pass(subset)[1]
-        finally:
-            self.tap.arm(armed)  # type: ignore[arg-type]
+        with self.tap.suspended(), torch.no_grad():
+            return self._clean_pass(subset)[1]
 
     def _verify_one_token(self, kwargs: dict[str, Any], layer: int, slots: Tensor) -> bool:
         """The shortcut against the full model, on this pass's first row: once per session with the edit (a full
@@ -259,21 +243,16 @@ class DecoderPasses(CachedHiddenPasses):
         subset = {**kwargs, **{name: value[:1] for name, value in per_instance(kwargs).items()}}
         alone = armed.select(first)
         plain = replace(alone, edit=None)
-        try:
-            with torch.no_grad():
-                if decoder.edited_difference is None:
-                    self.tap.arm(alone)
-                    self._calls = 0
+        with torch.no_grad():
+            if decoder.edited_difference is None:
+                with self.tap.running(alone):
                     full = self._logits(self.module(**subset), subset.get("attention_mask"))
-                    self._calls = layer
-                    decoder.edited_difference, decoder.edited_agrees = agreement(
-                        decoder.run(subset, alone, layer, slots[:1], self.tap), full
-                    )
-                self._calls = layer
-                clean = decoder.cache.stored["logits"][slots[:1]]
+                with self.tap.running(alone):
+                    one_token = decoder.run(subset, alone, layer, slots[:1], self.tap)
+                decoder.edited_difference, decoder.edited_agrees = agreement(one_token, full)
+            clean = decoder.cache.stored["logits"][slots[:1]]
+            with self.tap.running(plain):
                 decoder.difference[layer], agrees = agreement(decoder.run(subset, plain, layer, slots[:1], self.tap), clean)
-        finally:
-            self.tap.arm(armed)
         decoder.verified[layer] = agrees and decoder.edited_agrees
         return decoder.verified[layer]
 

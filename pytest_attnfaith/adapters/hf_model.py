@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from pytest_attnfaith.adapters import vision
 from pytest_attnfaith.adapters.hf_text import HuggingFaceText
 from pytest_attnfaith.adapters.inputs import Batch, last_positions
-from pytest_attnfaith.adapters.passes import QueryRows
+from pytest_attnfaith.adapters.passes import Pass, Produced
 from pytest_attnfaith.adapters.recognise import is_huggingface_model
 from pytest_attnfaith.adapters.softmax import SoftmaxInterceptor
 from pytest_attnfaith.errors import AttentionUnavailableError, AttnFaithError
@@ -56,10 +56,6 @@ class HuggingFaceLayers(HuggingFaceText):
         self.shortcuts = shortcuts
         self.path = "interface" if type(model)._can_set_attn_implementation() else "softmax"  # type: ignore[attr-defined]
         self.implementation_before = str(getattr(self.config, "_attn_implementation", None))
-        self._probing = False
-        self._calls = 0
-        self._recorded: list[Tensor] = []
-        self._at: QueryRows | None = None
         self._reset_session()
 
     def _reset_session(self) -> None:
@@ -107,14 +103,15 @@ class HuggingFaceLayers(HuggingFaceText):
             self._find_layers(batch)
 
     def _find_layers(self, batch: Batch) -> None:
-        """Probe one instance to list the attention layers in the order they run."""
+        """Probe one instance to list the attention layers in the order they run (``LayerProbe``)."""
         if self.path == "interface":
-            self._probing = True
-            try:
-                with torch.no_grad(), torch.random.fork_rng(devices=[]):  # the audit's seeded RNG stays untouched
-                    self._call(batch.select(slice(0, 1)).to(self.device).model_kwargs())
-            finally:
-                self._probing = False
+            from pytest_attnfaith.adapters.hf_interface import listening
+
+            probe = LayerProbe(self.module)
+            kwargs = _without_cache(self.module, batch.select(slice(0, 1)).to(self.device).model_kwargs())
+            with listening(probe), self.tap.suspended(), torch.no_grad(), torch.random.fork_rng(devices=[]):
+                self.module(**kwargs)  # the audit's seeded RNG stays untouched
+            self.layers = probe.layers
         if not self.layers:
             self.path = "softmax"
             self.layers = _blocks(self.module)
@@ -145,13 +142,10 @@ class HuggingFaceLayers(HuggingFaceText):
         return self.layers[layer].heads
 
     def _call(self, kwargs: Mapping[str, Any]) -> Any:
-        kwargs = dict(kwargs)
-        if "use_cache" in inspect.signature(self.module.forward).parameters:
-            kwargs["use_cache"] = False
-        self._calls, self._recorded, self._at = 0, [], None
+        kwargs = _without_cache(self.module, kwargs)
+        self.tap.where = self._where()
         with self._target_head():
-            if self.path == "softmax" and not self._probing:
-                self.tap.where = self._where()
+            if self.path == "softmax":
                 interceptor = SoftmaxInterceptor(self.layers[self.chosen_layer()].module, self.tap)
                 with interceptor.installed(), interceptor.active():
                     output = self.module(**kwargs)
@@ -170,31 +164,21 @@ class HuggingFaceLayers(HuggingFaceText):
     def attend(
         self, eager: Any, module: nn.Module, query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None, **kwargs: Any
     ) -> tuple[Tensor, Tensor | None]:
-        """Called by the registered attention function for every layer of every forward pass."""
+        """Called by the registered attention function for every layer of every forward pass: the running pass
+        (``tap``) reads and may replace the weights of its layer, records other layers' rows or weights it asks for."""
         from pytest_attnfaith.adapters.hf_interface import weighted_values
 
-        output, weights = eager(module, query, key, value, mask, **kwargs)
-        index, self._calls = self._calls, self._calls + 1
-        if not isinstance(weights, Tensor) or weights.dim() != 4:
-            raise AttentionUnavailableError(
-                f"the eager attention of {type(module).__name__} returned no (B, H, Tq, Tk) weights; "
-                "expected eager_attention_forward to return (output, weights)"
-            )
-        if self._probing:
-            self.layers.append(
-                Layer(_name_of(self.module, module), module, int(weights.shape[1]), bool(getattr(module, "is_causal", False)))
-            )
+        output, weights = eager_weights(eager, module, query, key, value, mask, **kwargs)
+        armed, produced = self.tap.armed, self.tap.produced
+        if armed is None or produced is None:
             return output, weights
-        chosen = self.chosen_layer()
-        if self.options.aggregation == "rollout" and index <= chosen:
-            self._recorded.append(weights.detach())
-        if index != chosen:
-            armed = self.tap.armed
-            if armed is not None and armed.layer_rows is not None:
-                armed.layer_rows[index] = self.tap.peek(weights)  # type: ignore[assignment]
+        index, produced.next_layer = produced.next_layer, produced.next_layer + 1
+        if self.options.aggregation == "rollout" and index <= armed.layer:
+            produced.recorded.append(weights.detach())
+        if index != armed.layer:
+            if armed.record_layers:
+                produced.layer_rows[index] = self.tap.peek(weights)  # type: ignore[assignment]
             return output, weights
-        self.tap.where = self._where()
-        self._at = self.tap.armed.at if self.tap.armed is not None else None
         replaced = self.tap.apply(weights)
         if replaced is weights:
             return output, weights
@@ -218,25 +202,23 @@ class HuggingFaceLayers(HuggingFaceText):
         real = torch.ones(logits.shape[:2], dtype=torch.bool, device=logits.device) if mask is None else mask
         return logits[torch.arange(logits.shape[0], device=logits.device), last_positions(real).to(logits.device)]
 
-    def read(self, rows: Tensor, heads: Tensor | None = None) -> Tensor:
+    def read_pass(self, armed: Pass, produced: Produced, heads: Tensor | None) -> Tensor:
         if self.options.aggregation != "rollout":
-            return super().read(rows, heads)
-        return self._rollout(heads)
+            return super().read_pass(armed, produced, heads)
+        return self._rollout(armed, produced, heads)
 
-    def _rollout(self, heads: Tensor | None) -> Tensor:
+    def _rollout(self, armed: Pass, produced: Produced, heads: Tensor | None) -> Tensor:
         """Abnar & Zuidema: R = Ā_c ⋯ Ā_0 with Ā = ½A + ½I, read at the query rows (chosen layer: ``head``)."""
-        at = self._at
-        if at is None or len(self._recorded) != self.chosen_layer() + 1:
-            raise AttentionUnavailableError(
-                f"attention rollout needs layers 0..{self.chosen_layer()}; only {len(self._recorded)} ran"
-            )
-        length = self._recorded[0].shape[-1]
-        eye = torch.eye(length, device=self._recorded[0].device)
+        recorded = produced.recorded
+        if len(recorded) != armed.layer + 1:
+            raise AttentionUnavailableError(f"attention rollout needs layers 0..{armed.layer}; only {len(recorded)} ran")
+        length = recorded[0].shape[-1]
+        eye = torch.eye(length, device=recorded[0].device)
         result = eye
-        last = len(self._recorded) - 1
-        for index, weights in enumerate(self._recorded):
-            mixed = super().read(weights.float(), heads) if index == last else weights.float().mean(dim=1)
+        for index, weights in enumerate(recorded):
+            mixed = self.read(weights.float(), heads) if index == armed.layer else weights.float().mean(dim=1)
             result = (0.5 * mixed + 0.5 * eye) @ result
+        at = armed.at
         return at.pool(result[at.owner, at.position][:, None], result.shape[0])[:, 0]
 
     def rollout(self, batch: Batch) -> Tensor:
@@ -323,6 +305,43 @@ def _validate(model: nn.Module, tokenizer: Any) -> None:
         raise AttnFaithError(
             f"tokenizer is a {type(tokenizer).__name__}; expected a transformers tokenizer (with convert_ids_to_tokens)"
         )
+
+
+class LayerProbe:
+    """The listener of the probing pass: lists the attention layers in the order they run."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        self.layers: list[Layer] = []
+
+    def attend(
+        self, eager: Any, module: nn.Module, query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None, **kwargs: Any
+    ) -> tuple[Tensor, Tensor | None]:
+        output, weights = eager_weights(eager, module, query, key, value, mask, **kwargs)
+        causal = bool(getattr(module, "is_causal", False))
+        self.layers.append(Layer(_name_of(self.model, module), module, int(weights.shape[1]), causal))
+        return output, weights
+
+
+def eager_weights(
+    eager: Any, module: nn.Module, query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None, **kwargs: Any
+) -> tuple[Tensor, Tensor]:
+    """The model's eager attention: its output and weights (B, H, Tq, Tk), checked to be there."""
+    output, weights = eager(module, query, key, value, mask, **kwargs)
+    if not isinstance(weights, Tensor) or weights.dim() != 4:
+        raise AttentionUnavailableError(
+            f"the eager attention of {type(module).__name__} returned no (B, H, Tq, Tk) weights; "
+            "expected eager_attention_forward to return (output, weights)"
+        )
+    return output, weights
+
+
+def _without_cache(model: nn.Module, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """The keyword arguments of a pass, with ``use_cache=False`` where the model takes it (no key-value cache)."""
+    kwargs = dict(kwargs)
+    if "use_cache" in inspect.signature(model.forward).parameters:
+        kwargs["use_cache"] = False
+    return kwargs
 
 
 def _implementations(model: nn.Module) -> list[tuple[Any, Any]]:

@@ -27,8 +27,9 @@ from pytest_attnfaith.adapters import hf_fast
 from pytest_attnfaith.adapters.hf_decoder import copy_index, first_rows
 from pytest_attnfaith.adapters.hf_hidden import CachedHiddenPasses
 from pytest_attnfaith.adapters.hf_model import agreement
-from pytest_attnfaith.adapters.passes import QueryRows, _Armed
+from pytest_attnfaith.adapters.passes import Pass, QueryRows
 from pytest_attnfaith.adapters.rowcache import per_instance
+from pytest_attnfaith.adapters.tap import AttentionTap
 from pytest_attnfaith.errors import AttentionUnavailableError
 
 
@@ -89,9 +90,10 @@ class QueryCopies:
         copies = int(torch.unique(slots, return_counts=True)[1].max()) if len(slots) else 0
         return self.takes_positions or self.positions is None or length + copies <= int(self.positions)
 
-    def run(self, kwargs: dict[str, Any], armed: _Armed, layer: int, slots: Tensor, entering: Tensor, tap: Any) -> Any:
+    def run(self, kwargs: dict[str, Any], armed: Pass, layer: int, slots: Tensor, entering: Tensor, tap: AttentionTap) -> Any:
         """The model's output for the rows of ``kwargs`` (cached at ``slots``; ``entering`` (G, T, D): the hidden
-        states entering ``layer`` of each distinct slot, in ``torch.unique`` order) with ``armed``'s edit at ``layer``."""
+        states entering ``layer`` of each distinct slot, in ``torch.unique`` order) with ``armed``'s edit at ``layer``:
+        the layer runs as a pass of its own (the copies' rows), read into the running pass's product."""
         groups, inverse = torch.unique(slots, return_inverse=True)
         count, rows = len(groups), len(inverse)
         length = kwargs["input_ids"].shape[1]
@@ -105,22 +107,21 @@ class QueryCopies:
         index = torch.arange(rows, device=inverse.device)
         keys = torch.arange(length, device=inverse.device).expand(rows, length)
         at = QueryRows(owner=index, query=length + copy, position=query, batch=inverse, keys=keys)
-        packed = armed.repacked(count, at, causal=False)
+        packed = armed.repacked(count, at, causal=False, first_layer=layer)
         out: Tensor | None = None
-        tap.arm(packed)
-        try:
-            with hf_fast.from_layer(self.stack, layer, hidden), leaving(self.stack, layer):
-                self.model(**extended)
-        except hf_fast.Entered as entered:
-            out = entered.hidden
-        finally:
-            tap.arm(armed)
+        with tap.running(packed) as inner:
+            try:
+                with hf_fast.from_layer(self.stack, layer, hidden), leaving(self.stack, layer):
+                    self.model(**extended)
+            except hf_fast.Entered as entered:
+                out = entered.hidden
         if out is None:
             raise AttentionUnavailableError(f"layer {layer} of {type(self.model).__name__} never ran")
-        armed.calls += packed.calls
-        armed.rows = packed.rows
+        if tap.produced is not None:
+            tap.produced.absorb(inner)
         states = out[inverse, :length].clone()
         states[index, query] = out[inverse, length + copy]
+        tap.start_at(layer + 1)
         with after_layer(self.stack, layer, states):
             return self.model(**kwargs)
 
@@ -162,7 +163,8 @@ class QueryCopyPasses(CachedHiddenPasses):
     def _shared_layer(self, kwargs: dict[str, Any], layer: int, slots: Tensor) -> Any:
         if not self._copies_apply(kwargs, layer, slots):
             return None
-        self._count_fast(layer)
+        assert self._hidden is not None
+        self._hidden.count(layer)
         return self._with_copies(kwargs, layer, slots)
 
     def _shared_passes(self) -> int:
@@ -181,32 +183,25 @@ class QueryCopyPasses(CachedHiddenPasses):
         return layer in copies.verified or self._verify_copies(kwargs, layer, slots)
 
     def _with_copies(self, kwargs: dict[str, Any], layer: int, slots: Tensor) -> Any:
-        assert self._copies is not None and self._cache is not None and self.tap.armed is not None
-        self._calls = layer
+        assert self._copies is not None and self._hidden is not None and self.tap.armed is not None
         self._copies.passes += 1
-        groups = torch.unique(slots)
-        return self._copies.run(kwargs, self.tap.armed, layer, slots, self._cache.stored["hidden"][groups], self.tap)
+        entering = self._hidden.entering(layer).stored["hidden"][torch.unique(slots)]
+        return self._copies.run(kwargs, self.tap.armed, layer, slots, entering, self.tap)
 
     def _verify_copies(self, kwargs: dict[str, Any], layer: int, slots: Tensor) -> bool:
         """Once per layer and session: this pass's first row by the copies (on the cached hidden states) and in full;
         agreement also vouches for the cached hidden states entering the layer."""
-        copies, armed, cache = self._copies, self.tap.armed, self._cache
-        assert copies is not None and armed is not None and cache is not None
+        copies, armed, hidden = self._copies, self.tap.armed, self._hidden
+        assert copies is not None and armed is not None and hidden is not None
         subset = {**kwargs, **{name: value[:1] for name, value in per_instance(kwargs).items()}}
         alone = armed.select(torch.arange(1, device=slots.device))
-        try:
-            with torch.no_grad():
-                self.tap.arm(alone)
-                self._calls = 0
+        entering = hidden.entering(layer).stored["hidden"][slots[:1]]
+        with torch.no_grad():
+            with self.tap.running(alone):
                 reference = self._logits(self.module(**subset), None)
-                self.tap.arm(alone)
-                self._calls = layer
-                shared = self._logits(
-                    copies.run(subset, alone, layer, slots[:1], cache.stored["hidden"][slots[:1]], self.tap), None
-                )
-        finally:
-            self.tap.arm(armed)
+            with self.tap.running(alone):
+                shared = self._logits(copies.run(subset, alone, layer, slots[:1], entering, self.tap), None)
         copies.difference[layer], copies.verified[layer] = agreement(shared, reference)
         if copies.verified[layer]:
-            self._verified.setdefault(layer, True)
+            hidden.verified.setdefault(layer, True)
         return copies.verified[layer]

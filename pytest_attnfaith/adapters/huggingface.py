@@ -29,10 +29,12 @@ class HuggingFaceModel(DecoderPasses, QueryCopyPasses):
     def _found_layers(self) -> None:
         """A causal LM whose every layer is causal gets one-token passes; other stacks share the edited layer."""
         super()._found_layers()
-        if self._stack is not None and self._generative() and all(layer.causal for layer in self.layers):
-            self._decoder = DecoderShortcut(self.module, self._stack, self.options.batch_size)
-        elif self._stack is not None:
-            self._copies = hf_query.QueryCopies(self.module, self._stack)
+        if self._hidden is None:
+            return
+        if self._generative() and all(layer.causal for layer in self.layers):
+            self._decoder = DecoderShortcut(self.module, self._hidden.stack, self.options.batch_size)
+        else:
+            self._copies = hf_query.QueryCopies(self.module, self._hidden.stack)
 
 
 def huggingface(model: nn.Module, tokenizer: Any = None, *, shortcuts: bool = True) -> HuggingFaceModel:

@@ -276,16 +276,11 @@ class PartialForward:
     ) -> None:
         """The partial pass must give the full forward's output on the probe (tap off)."""
         inputs = self._inputs(kwargs, rows, index)
-        armed = self.tap.disarm()
-        try:
-            with torch.no_grad():
-                full = logits_of(self.module(**inputs))
-                partial = logits_of(
-                    evaluate(self.module, plan.downstream, {n: env[n] for n in plan.frontier}, inputs, plan.constants)
-                )
-        finally:
-            if armed is not None:
-                self.tap.arm(armed)
+        with self.tap.suspended(), torch.no_grad():
+            full = logits_of(self.module(**inputs))
+            partial = logits_of(
+                evaluate(self.module, plan.downstream, {n: env[n] for n in plan.frontier}, inputs, plan.constants)
+            )
         if full.shape != partial.shape or not torch.allclose(full, partial, rtol=RTOL, atol=ATOL):
             raise ValueError("the partial pass does not reproduce the full forward on a probe batch")
 

@@ -1,8 +1,9 @@
 """What one pass reads and replaces, and what it produced.
 
 ``Edit``: a counterfactual (a function of the read rows and per-instance parameters). ``QueryRows``: where the read
-query rows sit in the attention tensor a layer computes. ``_Armed``: the description of one pass the tap executes
-(rows, edit, heads, causality, capture) and the rows it read. ``Forward``: what the pass produced.
+query rows sit in the attention tensor a layer computes. ``Pass``: the frozen description of one pass (layer, rows,
+edit, heads, causality, capture) that the tap executes; ``Produced``: what the tap read while it ran. ``Forward``:
+what the adapter returns for the pass.
 """
 
 from __future__ import annotations
@@ -115,46 +116,57 @@ class QueryRows:
         return QueryRows.one_per_instance(self.query[index])
 
 
-@dataclass
-class _Armed:
-    """One pass: what it reads and replaces, and what it produced. ``heads[i]``: the only head instance i's edit
-    touches (None: every head); ``causal``: whether the layer masks future keys (None: read it from the weights);
-    ``capture``: hand the attention on as a leaf of the graph (``captured``); ``embeddings``: what replaces the
-    embeddings' output; ``capture_embeddings``: hand it on as a leaf (``embeddings_leaf``); ``layer_rows``: with
-    ``record_layers``, the rows read at every layer that ran. The adapter keeps no per-pass state of its own: the
-    tap holds the armed pass while it runs."""
+@dataclass(frozen=True)
+class Pass:
+    """What one pass reads and replaces; the adapter executes it and never changes it.
+
+    ``at``: the query rows read (and replaced) at ``layer``, the layer the options chose; ``edit``: the counterfactual
+    written into them (None: read only); ``heads[i]``: the only head instance i's edit touches (None: every head);
+    ``causal``: whether the layer masks future keys (None: read it from the weights); ``capture``: hand the attention
+    on as a leaf of the graph; ``embeddings``: what replaces the embeddings' output; ``capture_embeddings``: hand it on
+    as a leaf; ``record_layers``: also read the query rows of every layer that runs; ``reference``: the reference pass,
+    whose by-products (a causal decoder's keys and values) later passes may reuse; ``first_layer``: the layer the pass
+    starts from (a shortcut's pass over cached hidden states)."""
 
     size: int
     at: QueryRows
     real: Tensor
     mask: Tensor
-    edit: Edit | None
-    detach: bool
+    edit: Edit | None = None
+    detach: bool = False
     heads: Tensor | None = None
     causal: bool | None = None
+    layer: int = 0
     capture: bool = False
     capture_embeddings: bool = False
     embeddings: Callable[[Tensor], Tensor] | None = None
-    calls: int = 0
-    rows: Tensor | None = None
-    captured: Tensor | None = None
-    embeddings_leaf: Tensor | None = None
-    layer_rows: dict[int, Tensor] | None = None
+    record_layers: bool = False
+    reference: bool = False
+    first_layer: int = 0
 
     @property
     def touches_embeddings(self) -> bool:
         """Whether the pass replaces or differentiates the embeddings (no shortcut may skip them)."""
         return self.capture_embeddings or self.embeddings is not None
 
-    def repacked(self, size: int, at: QueryRows, causal: bool) -> _Armed:
-        """The same edit on ``size`` other query rows (``at``), with fresh counters: a shortcut's pass."""
-        return _Armed(
-            size=size, at=at, real=self.real, mask=self.mask, edit=self.edit, detach=self.detach, heads=self.heads, causal=causal
+    def repacked(self, size: int, at: QueryRows, *, causal: bool, first_layer: int) -> Pass:
+        """The same edit on ``size`` other query rows (``at``), from ``first_layer``: a shortcut's pass."""
+        return Pass(
+            size=size,
+            at=at,
+            real=self.real,
+            mask=self.mask,
+            edit=self.edit,
+            detach=self.detach,
+            heads=self.heads,
+            causal=causal,
+            layer=self.layer,
+            first_layer=first_layer,
         )
 
-    def select(self, index: Tensor) -> _Armed:
-        """The same pass for instances ``index`` only (one pair per instance)."""
-        return _Armed(
+    def select(self, index: Tensor) -> Pass:
+        """The same pass for instances ``index`` only (one pair per instance), from the first layer."""
+        return Pass(
             size=len(index),
             at=self.at.select(index),
             real=self.real[index],
@@ -163,4 +175,27 @@ class _Armed:
             detach=self.detach,
             heads=self.heads[index] if self.heads is not None else None,
             causal=self.causal,
+            layer=self.layer,
         )
+
+
+@dataclass
+class Produced:
+    """What one pass produced: ``calls``, how often the read attention was computed (once, in a sound pass);
+    ``rows`` (n, H, Tk), the query rows read before any edit; ``captured`` / ``embeddings_leaf``, the leaves handed
+    on; ``layer_rows``, with ``record_layers``, the rows read at every layer that ran; ``next_layer``, the index of
+    the next attention layer to run (``Pass.first_layer`` at the start; a shortcut that runs the model from a cached
+    layer sets it); ``recorded``, every layer's weights up to the read one (rollout)."""
+
+    calls: int = 0
+    rows: Tensor | None = None
+    captured: Tensor | None = None
+    embeddings_leaf: Tensor | None = None
+    layer_rows: dict[int, Tensor] = field(default_factory=dict)
+    next_layer: int = 0
+    recorded: list[Tensor] = field(default_factory=list)
+
+    def absorb(self, inner: Produced) -> None:
+        """Count a shortcut's pass (run for this one) as this pass's reading."""
+        self.calls += inner.calls
+        self.rows = inner.rows

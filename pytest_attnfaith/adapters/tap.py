@@ -1,15 +1,19 @@
 """The attention tap: reads and replaces the chosen query rows of an attention tensor as the model computes it.
 
 Every adapter routes the attention tensor it intercepts (a forward hook's output, an intercepted softmax, the
-``AttentionInterface`` weights) through ``AttentionTap.apply`` while a pass is armed (``_Armed``).
+``AttentionInterface`` weights) through ``AttentionTap.apply`` while a pass runs (``running``: a ``Pass``, and the
+``Produced`` it records into).
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 from torch import Tensor
 
-from pytest_attnfaith.adapters.passes import _Armed
+from pytest_attnfaith.adapters.passes import Pass, Produced
 from pytest_attnfaith.errors import AttentionUnavailableError
 
 
@@ -25,15 +29,31 @@ class AttentionTap:
 
     def __init__(self, where: str) -> None:
         self.where = where
-        self.armed: _Armed | None = None
+        self.armed: Pass | None = None
+        self.produced: Produced | None = None
         self.causal: bool | None = None  # read from the first square attention tensor seen (adapters may say)
 
-    def arm(self, armed: _Armed) -> None:
-        self.armed = armed
+    @contextlib.contextmanager
+    def running(self, armed: Pass | None, produced: Produced | None = None) -> Iterator[Produced]:
+        """Execute ``armed`` while the block runs (None: read nothing), recording into ``produced`` (default: fresh,
+        counting layers from ``armed.first_layer``); the pass running before is back on exit."""
+        if produced is None:
+            produced = Produced(next_layer=armed.first_layer if armed is not None else 0)
+        saved = self.armed, self.produced
+        self.armed, self.produced = armed, (produced if armed is not None else None)
+        try:
+            yield produced
+        finally:
+            self.armed, self.produced = saved
 
-    def disarm(self) -> _Armed | None:
-        armed, self.armed = self.armed, None
-        return armed
+    def suspended(self) -> contextlib.AbstractContextManager[Produced]:
+        """No pass runs inside the block (a verification's plain pass); the running one is back on exit."""
+        return self.running(None)
+
+    def start_at(self, layer: int) -> None:
+        """The running pass goes on from attention layer ``layer`` (a shortcut runs the model from a cached layer)."""
+        if self.produced is not None:
+            self.produced.next_layer = layer
 
     def peek(self, native: Tensor) -> Tensor | None:
         """The rows the armed pass would read from ``native`` (another layer's attention), without editing."""
@@ -45,20 +65,21 @@ class AttentionTap:
         return armed.at.pool(armed.at.rows_of(attn).detach(), armed.real.shape[0])
 
     def apply(self, native: Tensor) -> Tensor:
-        armed = self.armed
-        if armed is None:
+        """``native`` with the running pass's edit written into its query rows (and those rows recorded)."""
+        armed, produced = self.armed, self.produced
+        if armed is None or produced is None:
             return native
-        armed.calls += 1
+        produced.calls += 1
         attn = self._as_4d(native, armed.size)
         self._check_keys(attn, armed)
         if self.causal is None and armed.causal is None:
             tq, tk = attn.shape[-2:]
             self.causal = tq == tk > 1 and bool((attn.detach().triu(1) == 0).all())
         rows = armed.at.rows_of(attn)
-        armed.rows = armed.at.pool(rows.detach(), armed.real.shape[0])
+        produced.rows = armed.at.pool(rows.detach(), armed.real.shape[0])
         result = attn
         if armed.capture:
-            result = armed.captured = attn.detach().requires_grad_(True)
+            result = produced.captured = attn.detach().requires_grad_(True)
         if armed.edit is not None:
             result = armed.at.write(result, self._edited(armed, rows, attn))
         if armed.detach:
@@ -67,7 +88,7 @@ class AttentionTap:
             return native
         return result.reshape(native.shape)
 
-    def _check_keys(self, attn: Tensor, armed: _Armed) -> None:
+    def _check_keys(self, attn: Tensor, armed: Pass) -> None:
         tk = attn.shape[-1]
         if armed.at.keys is None and tk != armed.real.shape[1]:
             raise AttentionUnavailableError(
@@ -75,7 +96,7 @@ class AttentionTap:
                 "expected attention over the input tokens (self-attention over input_ids)"
             )
 
-    def _edited(self, armed: _Armed, rows: Tensor, attn: Tensor) -> Tensor:
+    def _edited(self, armed: Pass, rows: Tensor, attn: Tensor) -> Tensor:
         """The pairs' new rows (P, H, T): the edit, on the keys each row may see, on the heads it may touch."""
         assert armed.edit is not None
         at = armed.at
@@ -88,7 +109,7 @@ class AttentionTap:
         alone = torch.arange(heads, device=rows.device) == (armed.heads[at.owner] % heads)[:, None]
         return torch.where(alone[:, :, None], new, rows)
 
-    def _window(self, armed: _Armed) -> Tensor:
+    def _window(self, armed: Pass) -> Tensor:
         """(P, T): the keys each pair's query may see under the layer's causal mask (all keys if it has none)."""
         length = armed.real.shape[1]
         causal = armed.causal if armed.causal is not None else self.causal

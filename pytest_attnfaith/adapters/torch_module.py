@@ -159,8 +159,7 @@ class WrappedModel(AttentionModel):
     def _run(self, kwargs: Any) -> Any:
         """Counterfactual passes (attention edited, embeddings not captured) re-run only what the attention feeds."""
         armed = self.tap.armed
-        replacing = self.tap.armed is not None and self.tap.armed.touches_embeddings
-        if self.partial is not None and armed is not None and armed.edit is not None and not replacing:
+        if self.partial is not None and armed is not None and armed.edit is not None and not armed.touches_embeddings:
             return self.partial.run(dict(kwargs))
         return self.module(**kwargs)
 

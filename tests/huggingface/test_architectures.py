@@ -213,7 +213,9 @@ def test_instances_beyond_the_first_chunk_also_start_from_cached_hidden_states(t
 
 def shortcut_passes(adapter: HuggingFaceModel) -> int:
     """Passes that ran from cached hidden states, or as one-token passes (causal decoders)."""
-    return adapter.fast_passes + (adapter._decoder.passes if adapter._decoder is not None else 0)
+    return (adapter._hidden.passes if adapter._hidden is not None else 0) + (
+        adapter._decoder.passes if adapter._decoder is not None else 0
+    )
 
 
 @pytest.mark.parametrize("name", ["bert", "roberta", "distilbert", "gpt2", "llama", "qwen2"])
