@@ -25,7 +25,6 @@ from typing import Any
 from unittest import mock
 
 import torch
-import transformers as tf
 
 import pytest_attnfaith as af
 from benchmarks.sections import write_section
@@ -52,12 +51,16 @@ def token_batch(size: int, length: int = 9, seed: int = 0) -> dict[str, torch.Te
 
 
 def bert(n: int) -> tuple[Any, dict[str, torch.Tensor]]:
+    import transformers as tf
+
     torch.manual_seed(0)
     model = tf.BertForSequenceClassification(tf.BertConfig(**TINY, num_labels=2)).eval()
     return model, token_batch(n)
 
 
 def llama(n: int) -> tuple[Any, dict[str, torch.Tensor]]:
+    import transformers as tf
+
     torch.manual_seed(0)
     config = tf.LlamaConfig(**TINY, num_key_value_heads=2, bos_token_id=0, eos_token_id=0)
     model = tf.LlamaForCausalLM(config).eval()

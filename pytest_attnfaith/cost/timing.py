@@ -33,8 +33,6 @@ BACKWARD_COST = 2.0
 REPEATS = 3
 CHEAP = 0.05
 """Seconds under which a timing is repeated (``REPEATS`` times, the fastest kept)."""
-CHUNK = 16
-"""Instances in the timed chunks (at most ``batch_size``): enough to tell per row from per call, few extra passes."""
 TAU_ROWS = 64
 """Rows of the synthetic Kendall τ timed (the first instances' real positions)."""
 
@@ -90,7 +88,7 @@ def pass_units(context: Context, search: bool) -> tuple[dict[str, float], dict[s
     machinery, built again in every session). ``search``: also time a step of the adversarial search over one chunk
     of its instances (after one untimed step: the process's first use of autograd and of the optimiser)."""
     model, batch, device = context.model, context.batch, context.model.device
-    size = min(batch.size, context.options.batch_size, CHUNK)
+    size = min(batch.size, context.options.batch_size)
     one, chunk, copies = (
         batch.select(slice(0, 1)),
         batch.select(slice(0, size)),

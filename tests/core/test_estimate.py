@@ -5,37 +5,15 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
-from unittest import mock
 
 import pytest
 import torch
 
 import pytest_attnfaith as af
-from pytest_attnfaith.adapters import as_attention_model
+from benchmarks.estimate import ATLAS, SEARCH, passes_of
 from pytest_attnfaith.zoo import sentiment_task
 from tests.core.conftest import wrapped
-
-SEARCH = {"permutations": 10, "adversarial_method": "search", "adversarial_steps": 100}
-ATLAS = {"permutations": 10, "per_head": True, "checks": ["permutation", "uniform", "erasure", "gradient", "loo"]}
-
-
-@contextmanager
-def passes_of(model: Any) -> Iterator[dict[str, int]]:
-    """Instances through every pass the audit's adapter runs (each call of its ``forward``: full, edited, with a
-    backward, or a Hugging Face decoder's shortcut, which no module hook sees)."""
-    adapter = as_attention_model(model)
-    counted = {"rows": 0}
-    run = type(adapter).forward
-
-    def forward(self: Any, batch: Any, *args: Any, **kwargs: Any) -> Any:
-        counted["rows"] += batch.size
-        return run(self, batch, *args, **kwargs)
-
-    with mock.patch.object(type(adapter), "forward", forward):
-        yield counted
 
 
 def estimated_and_run(model: Any, inputs: Any, options: dict[str, Any]) -> tuple[af.CostEstimate, int, float]:
@@ -94,9 +72,9 @@ def test_the_estimate_runs_no_counterfactual() -> None:
     with passes_of(model) as counted:
         af.estimate(model, inputs, permutations=50)
     longest = int(torch.as_tensor(inputs["attention_mask"]).sum(dim=1).max())
-    # the reference pass (16), the timed chunks of 16 — one full, two edited (of 16 instances, of one instance's 16
-    # copies) — each up to three times, a few one-instance passes, the one-instance linear-readout probe (its real
-    # tokens and three mixtures); the audit's permutations alone run 800
+    # the reference pass (16), the timed chunks of min(16, batch_size) — one full, two edited (of 16 instances, of
+    # one instance's 16 copies) — each up to three times, a few one-instance passes, the one-instance linear-readout
+    # probe (its real tokens and three mixtures); the audit's permutations alone run 800
     assert counted["rows"] <= 16 + 7 * 16 + 12 + longest + 3
 
 
