@@ -103,14 +103,15 @@ def measure(build: Callable[[int], tuple[Any, dict[str, torch.Tensor]]], n: int,
     took = time.perf_counter() - start
     with passes_of(model) as counted, warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         af.audit(model, inputs, **options)
-        seconds = time.perf_counter() - start
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     return {
         "passes": estimate.passes,
         "counted": counted["rows"],
         "estimate": estimate.seconds,
         "audit": seconds,
+        "cpu": cpu,
         "took": took,
     }
 
@@ -122,19 +123,22 @@ def markdown(rows: list[tuple[str, int, dict[str, Any], list[dict[str, float]]]]
         f"`python -m benchmarks.estimate --repeats {repeats}` ({platform.processor() or platform.machine()}, "
         f"{torch.get_num_threads()} torch thread, torch {torch.__version__}, load average {os.getloadavg()[0]:.1f} at the "
         "end). Ratios estimate / audit; seconds are wall "
-        "seconds; passes: the instances of every call of the audit's adapter's `forward`. "
+        "seconds, CPU seconds the audit process's (`time.process_time`: on one thread, its wall time less the time it waited "
+        "while other work ran); passes: the instances of every call of the audit's adapter's `forward`. "
         "A range is the lowest and highest over the repeats.",
         "",
-        "| case | n | options | passes est / counted | ratio passes | seconds est / audit | ratio seconds | estimate took |",
-        "|---|---|---|---|---|---|---|---|",
+        "| case | n | options | passes est / counted | ratio passes | seconds est / audit | ratio seconds | ratio CPU s | "
+        "estimate took |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, n, options, runs in rows:
         passes = [run["passes"] / run["counted"] for run in runs]
         seconds = [run["estimate"] / run["audit"] for run in runs]
+        cpu = [run["estimate"] / run["cpu"] for run in runs]
         last = runs[-1]
         lines.append(
             f"| {name} | {n} | `{options}` | {last['passes']:,} / {last['counted']:,} | {_span(passes)} | "
-            f"{last['estimate']:.2f} / {last['audit']:.2f} | {_span(seconds)} | {last['took']:.2f} s |"
+            f"{last['estimate']:.2f} / {last['audit']:.2f} | {_span(seconds)} | {_span(cpu)} | {last['took']:.2f} s |"
         )
     return "\n".join(lines)
 
