@@ -75,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument(
         "--estimate",
         action="store_true",
-        help="print what the audit would cost (model passes, seconds, peak memory) from one probe pass, and exit 0",
+        help="print what the audit would cost (model passes, seconds, peak memory), before any counterfactual runs, and exit 0",
     )
     audit.add_argument("--json", type=Path, metavar="PATH", help="write the report as JSON")
     audit.add_argument("--html", type=Path, metavar="PATH", help="write the report as a self-contained HTML page")
