@@ -54,6 +54,7 @@ class AttentionModel(ABC):
         self.options = Reading()
         self._heads, self._columns = 1, 0
         self.targets: Tensor | None = None
+        self._placed: torch.device | None = None
 
     # -- what subclasses provide -------------------------------------------------------------
     @abstractmethod
@@ -201,6 +202,11 @@ class AttentionModel(ABC):
 
     @property
     def device(self) -> torch.device:
+        """Where the model takes its inputs: found once when the session has placed the model (each pass asks, and
+        finding a dispatched model's device walks every module), else now."""
+        return self._placed if self._placed is not None else self._find_device()
+
+    def _find_device(self) -> torch.device:
         if self.options.device is not None and dispatched_device(self.module) is None:
             return torch.device(self.options.device)
         for device in (dispatched_device(self.module), *(tensor.device for tensor in self.module.parameters())):
@@ -227,6 +233,7 @@ class AttentionModel(ABC):
                 self.targets, self.tap.causal = self.resolve_targets(options.targets), None
                 if moved:
                     self.module.to(self.device)
+                self._placed = self._find_device()
                 self.module.eval()
                 with self._install():
                     yield self
@@ -240,7 +247,7 @@ class AttentionModel(ABC):
     def _forget_session(self) -> None:
         """Drop what the session read, learnt and cached (its reading, targets, the heads and classes seen; subclasses
         their caches): once the session ends the adapter keeps nothing of the audit."""
-        self.options, self.targets, self.tap.causal = Reading(), None, None
+        self.options, self.targets, self.tap.causal, self._placed = Reading(), None, None, None
         self._heads, self._columns = 1, 0
 
     @contextlib.contextmanager
