@@ -209,7 +209,8 @@ def loo_loop(net: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> list[list
 def bench_agreement(net: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> dict[str, Any]:
     results = {}
     for name, loop in (("gradient", gradient_loop), ("loo", loo_loop)):
-        report, check_cpu, check_wall = timed(functools.partial(af.audit, wrapped(net), inputs, checks=[name]))
+        audit = functools.partial(af.audit, wrapped(net), inputs, checks=[name], scale="probability")  # the loops' p_ŷ, TVD
+        report, check_cpu, check_wall = timed(audit)
         values, loop_cpu, loop_wall = timed(functools.partial(loop, net, inputs))
         checked = report.checks[name].details["importance"]
         difference = max(float(np.max(np.abs(np.array(a) - np.array(b)))) for a, b in zip(checked, values, strict=True))
@@ -420,7 +421,8 @@ def markdown(results: dict[str, Any]) -> str:
         "verified linear in the attention; the fraction and the excess are measured on the instances solved exactly. "
         "The J&W baseline runs every one "
         "of the 500 steps with full forward passes, as their code does. (b) times whatever the Hugging Face adapter does; the "
-        "forward path it reports is shown. (c) both sides compute the same importances (agreement shown); the loop runs one "
+        "forward path it reports is shown. (c) both sides compute the same importances (agreement shown; "
+        "on `scale='probability'`, the loops' p_ŷ and TVD); the loop runs one "
         "instance (gradient) or one deleted token (leave-one-out) per forward pass. (d) is the growth of the resident set over "
         "its value before the audit (after a warm-up audit of 4 instances), in a fresh child process per run; each figure is "
         f"the median of {REPEATS} runs (glibc's allocator makes single runs vary by a few MB). Memory is bounded by the chunk: "
