@@ -25,11 +25,11 @@ from pytest_attnfaith.results import Verdict
 MEAN_METHOD = "BCa"
 PROPORTION_METHOD = "exact"  # Clopper–Pearson: at least nominal coverage; Wilson's fell to 0.86 on a rare event
 RESAMPLES = 9999
-RESAMPLED_VALUES = 2**20
+RESAMPLED_VALUES = 2**18
 """Values resampled at once (``scipy.stats.bootstrap``'s ``batch``: resamples per vectorised call, times the values of
-each): 8 MB of float64 however many instances, where all 9,999 resamples of 1,000 instances at once held 160 MB (the
-resamples and their indices). The draws and the interval are the same; smaller calls also ran faster (0.06 s against
-0.41 s for 1,000 instances)."""
+each): 2 MB of float64 however many instances, where all 9,999 resamples of 1,000 instances at once held 160 MB (the
+resamples and their indices). The draws and the interval are the same, and as fast or faster (1,000 instances: 0.11 s
+against 0.41 s; 10,000: 0.68 s)."""
 MOST_INSTANCES = 10**8
 VERDICTS = ("passed", "failed", "inconclusive")
 
