@@ -30,7 +30,7 @@ from pytest_attnfaith.adapters import hf_fast
 from pytest_attnfaith.adapters.hf_hidden import CachedHiddenPasses
 from pytest_attnfaith.adapters.hf_model import agreement, layers_text
 from pytest_attnfaith.adapters.inputs import last_positions
-from pytest_attnfaith.adapters.passes import Pass, QueryRows
+from pytest_attnfaith.adapters.passes import QueryRows
 from pytest_attnfaith.adapters.rowcache import RowCache, per_instance
 from pytest_attnfaith.adapters.tap import AttentionTap
 from pytest_attnfaith.formatting import plural
@@ -87,10 +87,11 @@ class DecoderShortcut:
         self.edited_agrees = False
         self.passes = 0
 
-    def run(self, kwargs: dict[str, Any], armed: Pass, layer: int, slots: Tensor, tap: AttentionTap) -> Any:
-        """The model's output for the rows of ``kwargs`` (cached at ``slots``) with ``armed``'s edit at ``layer``:
-        logits (n, C) at each row's last real token; the copies run as a pass of their own, read into the running
-        pass's product."""
+    def run(self, kwargs: dict[str, Any], layer: int, slots: Tensor, tap: AttentionTap) -> Any:
+        """The model's output for the rows of ``kwargs`` (cached at ``slots``) with the running pass's edit at
+        ``layer``: logits (n, C) at each row's last real token; the copies run in its place (``tap.standing_in``)."""
+        armed = tap.armed
+        assert armed is not None
         mask = kwargs.get("attention_mask")
         mask = torch.ones_like(kwargs["input_ids"]) if mask is None else mask
         length = mask.shape[1]
@@ -112,7 +113,7 @@ class DecoderShortcut:
         packed = armed.repacked(count, at, causal=True, first_layer=layer)
         cache = self._cache_for(groups, layer)
         additive = self._mask(mask[first_row].bool(), last[first_row], copies, entering.dtype)
-        with tap.running(packed) as inner, hf_fast.from_layer(self.stack, layer, entering):
+        with tap.standing_in(packed), hf_fast.from_layer(self.stack, layer, entering):
             output = self.model(
                 inputs_embeds=torch.zeros_like(entering),
                 attention_mask=additive,
@@ -120,8 +121,6 @@ class DecoderShortcut:
                 cache=cache,
                 use_cache=True,
             )
-        if tap.produced is not None:
-            tap.produced.absorb(inner)
         logits = output.logits if hasattr(output, "logits") else output[0]
         return logits[inverse, copy]
 
@@ -224,7 +223,7 @@ class DecoderPasses(CachedHiddenPasses):
         if slots is None or (layer not in decoder.verified and not self._verify_one_token(kwargs, layer, slots)):
             return None
         decoder.passes += 1
-        return decoder.run(kwargs, self.tap.armed, layer, slots, self.tap)  # type: ignore[arg-type]
+        return decoder.run(kwargs, layer, slots, self.tap)
 
     def _clean_rows(self, kwargs: dict[str, Any], rows: dict[str, Tensor], picked: Tensor) -> dict[str, Tensor] | None:
         """The clean passes of the rows ``picked`` (instances not cached yet), without the tap."""
@@ -246,11 +245,11 @@ class DecoderPasses(CachedHiddenPasses):
                 with self.tap.running(alone):
                     full = self._logits(self.module(**subset), subset.get("attention_mask"))
                 with self.tap.running(alone):
-                    one_token = decoder.run(subset, alone, layer, slots[:1], self.tap)
+                    one_token = decoder.run(subset, layer, slots[:1], self.tap)
                 decoder.edited_difference, decoder.edited_agrees = agreement(one_token, full)
             clean = decoder.cache.stored["logits"][slots[:1]]
             with self.tap.running(plain):
-                decoder.difference[layer], agrees = agreement(decoder.run(subset, plain, layer, slots[:1], self.tap), clean)
+                decoder.difference[layer], agrees = agreement(decoder.run(subset, layer, slots[:1], self.tap), clean)
         decoder.verified[layer] = agrees and decoder.edited_agrees
         return decoder.verified[layer]
 

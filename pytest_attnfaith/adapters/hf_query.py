@@ -28,7 +28,7 @@ from pytest_attnfaith.adapters import hf_fast
 from pytest_attnfaith.adapters.hf_decoder import copy_index, first_rows
 from pytest_attnfaith.adapters.hf_hidden import CachedHiddenPasses
 from pytest_attnfaith.adapters.hf_model import agreement
-from pytest_attnfaith.adapters.passes import Pass, QueryRows
+from pytest_attnfaith.adapters.passes import QueryRows
 from pytest_attnfaith.adapters.rowcache import per_instance
 from pytest_attnfaith.adapters.tap import AttentionTap
 from pytest_attnfaith.errors import AttentionUnavailableError
@@ -91,10 +91,12 @@ class QueryCopies:
         copies = int(torch.unique(slots, return_counts=True)[1].max()) if len(slots) else 0
         return self.takes_positions or self.positions is None or length + copies <= int(self.positions)
 
-    def run(self, kwargs: dict[str, Any], armed: Pass, layer: int, slots: Tensor, entering: Tensor, tap: AttentionTap) -> Any:
+    def run(self, kwargs: dict[str, Any], layer: int, slots: Tensor, entering: Tensor, tap: AttentionTap) -> Any:
         """The model's output for the rows of ``kwargs`` (cached at ``slots``; ``entering`` (G, T, D): the hidden
-        states entering ``layer`` of each distinct slot, in ``torch.unique`` order) with ``armed``'s edit at ``layer``:
-        the layer runs as a pass of its own (the copies' rows), read into the running pass's product."""
+        states entering ``layer`` of each distinct slot, in ``torch.unique`` order) with the running pass's edit at
+        ``layer``: the layer runs on the copies' rows in its place (``tap.standing_in``)."""
+        armed = tap.armed
+        assert armed is not None
         groups, inverse = torch.unique(slots, return_inverse=True)
         count, rows = len(groups), len(inverse)
         length = kwargs["input_ids"].shape[1]
@@ -110,7 +112,7 @@ class QueryCopies:
         at = QueryRows(owner=index, query=length + copy, position=query, batch=inverse, keys=keys)
         packed = armed.repacked(count, at, causal=False, first_layer=layer)
         out: Tensor | None = None
-        with tap.running(packed) as inner:
+        with tap.standing_in(packed):
             try:
                 with hf_fast.from_layer(self.stack, layer, hidden), leaving(self.stack, layer):
                     self.model(**extended)
@@ -118,8 +120,6 @@ class QueryCopies:
                 out = entered.hidden
         if out is None:
             raise AttentionUnavailableError(f"layer {layer} of {type(self.model).__name__} never ran")
-        if tap.produced is not None:
-            tap.produced.absorb(inner)
         states = out[inverse, :length].clone()
         states[index, query] = out[inverse, length + copy]
         tap.start_at(layer + 1)
@@ -184,10 +184,10 @@ class QueryCopyPasses(CachedHiddenPasses):
         return layer in copies.verified or self._verify_copies(kwargs, layer, slots)
 
     def _with_copies(self, kwargs: dict[str, Any], layer: int, slots: Tensor) -> Any:
-        assert self._copies is not None and self._hidden is not None and self.tap.armed is not None
+        assert self._copies is not None and self._hidden is not None
         self._copies.passes += 1
         entering = self._hidden.entering(layer).stored["hidden"][torch.unique(slots)]
-        return self._copies.run(kwargs, self.tap.armed, layer, slots, entering, self.tap)
+        return self._copies.run(kwargs, layer, slots, entering, self.tap)
 
     def _verify_copies(self, kwargs: dict[str, Any], layer: int, slots: Tensor) -> bool:
         """Once per layer and session: this pass's first row by the copies (on the cached hidden states) and in full;
@@ -201,7 +201,7 @@ class QueryCopyPasses(CachedHiddenPasses):
             with self.tap.running(alone):
                 reference = self._logits(self.module(**subset), None)
             with self.tap.running(alone):
-                shared = self._logits(copies.run(subset, alone, layer, slots[:1], entering, self.tap), None)
+                shared = self._logits(copies.run(subset, layer, slots[:1], entering, self.tap), None)
         copies.difference[layer], copies.verified[layer] = agreement(shared, reference)
         if copies.verified[layer]:
             hidden.verified.setdefault(layer, True)

@@ -35,17 +35,26 @@ class AttentionTap:
         self.causal: bool | None = None  # read from the first square attention tensor seen (adapters may say)
 
     @contextlib.contextmanager
-    def running(self, armed: Pass | None, produced: Produced | None = None) -> Iterator[Produced]:
-        """Execute ``armed`` while the block runs (None: read nothing), recording into ``produced`` (default: fresh,
-        counting layers from ``armed.first_layer``); the pass running before is back on exit."""
-        if produced is None:
-            produced = Produced(next_layer=armed.first_layer if armed is not None else 0)
+    def running(self, armed: Pass | None) -> Iterator[Produced]:
+        """Execute ``armed`` while the block runs (None: read nothing), recording into a fresh ``Produced`` that
+        counts layers from ``armed.first_layer``; the pass running before is back on exit."""
+        produced = Produced(next_layer=armed.first_layer if armed is not None else 0)
         saved = self.armed, self.produced
         self.armed, self.produced = armed, (produced if armed is not None else None)
         try:
             yield produced
         finally:
             self.armed, self.produced = saved
+
+    @contextlib.contextmanager
+    def standing_in(self, packed: Pass) -> Iterator[None]:
+        """Execute a shortcut's ``packed`` pass (the running pass's edit on other rows) in place of the running pass,
+        whose product then holds what it read (``Produced.absorb``)."""
+        outer = self.produced
+        with self.running(packed) as inner:
+            yield
+        if outer is not None:
+            outer.absorb(inner)
 
     def suspended(self) -> contextlib.AbstractContextManager[Produced]:
         """No pass runs inside the block (a verification's plain pass); the running one is back on exit."""
